@@ -1,0 +1,211 @@
+"""The Python API behind every CLI command, for notebooks and scripts.
+
+    from cifar_supercon import train, find_lr, evaluate, plot_schedule
+    summary = train("configs/cpu-smoke.yaml", overrides={"data.root": "data/cifar10-png"})
+
+Each function takes a config (a Config, a YAML path or several, or None for the defaults) and
+overrides (a mapping of dotted keys, or `Override`s), and reports through `log`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from matplotlib.figure import Figure
+
+from . import config as config_lib
+from . import engine, lr_finder, plots, runs
+from . import schedule as schedule_lib
+from .config import Config, Override
+from .data import load_dataset
+from .errors import CheckpointError, UsageError
+from .loader import EvalLoader, Normalizer
+from .train import fit
+
+Log = Callable[[str], None]
+ConfigSource = Config | str | Path | Sequence[str | Path] | None
+Overrides = Sequence[Override] | Mapping[str, Any]
+CIFAR10_TRAIN_IMAGES = 50_000
+# What may change when a run resumes: where the data is and which device runs it.
+RESUME_OVERRIDABLE = ("data.root", "train.device")
+
+
+def resolve_config(config: ConfigSource = None, overrides: Overrides = ()) -> Config:
+    if isinstance(config, Config):
+        return config_lib.load([], overrides, base=config) if overrides else config
+    paths = [config] if isinstance(config, str | Path) else list(config or [])
+    return config_lib.load(paths, overrides)
+
+
+def train(
+    config: ConfigSource = None,
+    *,
+    overrides: Overrides = (),
+    resume: str | Path | None = None,
+    log: Log = print,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Train in a new run directory (or continue `resume`); returns the summary."""
+    if resume is not None:
+        run = Path(resume)
+        runs.check_resumable(run)
+        overrides = config_lib.as_overrides(overrides)
+        if fixed := [o.key for o in overrides if o.key not in RESUME_OVERRIDABLE]:
+            allowed = ", ".join(RESUME_OVERRIDABLE)
+            raise UsageError(
+                f"--resume continues a run with its own config; only {allowed} may change, "
+                f"not {', '.join(fixed)}"
+            )
+        cfg = config_lib.load([run / runs.CONFIG_FILE], overrides)
+    else:
+        cfg = resolve_config(config, overrides)
+        run = runs.create(cfg.out, cfg.name)
+        runs.write_config(run, cfg)
+        log(f"run directory: {run}")
+    summary = fit(cfg, run, log=log, progress=progress)
+    return {**summary, "run_dir": str(run)}
+
+
+@dataclass(frozen=True)
+class FindLrResult:
+    report: lr_finder.FinderReport
+    run_dir: Path
+    files: dict[str, Path]
+
+
+def find_lr(
+    config: ConfigSource = None,
+    *,
+    overrides: Overrides = (),
+    log: Log = print,
+    progress: bool = False,
+) -> FindLrResult:
+    """The LR range test under the config's training conditions, in a new run directory."""
+    cfg = resolve_config(config, overrides)
+    run = runs.create(cfg.out, f"{cfg.name}-find-lr")
+    runs.write_config(run, cfg)
+    setup = engine.build(cfg, log)
+    report = lr_finder.find_in_setup(setup, progress)
+    return FindLrResult(report, run, lr_finder.write_outputs(report, cfg, run))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    accuracy: float
+    loss: float
+    classes: tuple[str, ...]
+    class_accuracy: list[float]
+    confusion: list[list[int]]
+    plot: Path
+
+
+def evaluate(
+    checkpoint: str | Path,
+    *,
+    overrides: Overrides = (),
+    tta_flip: bool | None = None,
+    plot: str | Path | None = None,
+    log: Log = print,
+) -> Evaluation:
+    """Test accuracy of a checkpoint, per class, and a confusion-matrix PNG.
+
+    The data, model and precision come from the checkpoint's own config; overrides may point at
+    another data folder or device. The PNG goes to `plot`, by default
+    `<run>/plots/confusion_<checkpoint name>.png` (beside the checkpoint outside a run).
+    """
+    path = Path(checkpoint)
+    payload = runs.load_checkpoint(path)
+    cfg = config_lib.load([], overrides, base=runs.checkpoint_config(payload, path))
+    device = engine.resolve_device(cfg.train.device)
+    dtype = engine.resolve_precision(cfg.train.precision, device)
+    model = engine.build_model(cfg, device)
+    try:
+        model.load_state_dict(payload["model"])
+    except (RuntimeError, KeyError) as e:
+        detail = str(e).strip().splitlines()[-1].strip()
+        raise CheckpointError(
+            f"{path}: weights do not fit ResNet-9 width {cfg.model.width} ({detail})"
+        ) from None
+    test = load_dataset(cfg.data, cfg.seed, log).test
+    normalizer = Normalizer.from_state_dict(payload["normalization"])
+    input_dtype = dtype if device.type == "cuda" else torch.float32
+    loader = EvalLoader(
+        test,
+        cfg.train.eval_batch_size,
+        normalizer,
+        device,
+        dtype=input_dtype,
+        channels_last=cfg.train.channels_last,
+    )
+    tta = cfg.train.tta_flip if tta_flip is None else tta_flip
+    result = engine.evaluate(model, loader, device, dtype, tta)
+    classes = tuple(payload["classes"])
+    matrix = engine.confusion_matrix(result, len(classes))
+    per_class = [row[i] / max(1, sum(row)) for i, row in enumerate(matrix)]
+    if plot is None:
+        in_run = path.parent.name == runs.CHECKPOINTS
+        folder = path.parent.parent / "plots" if in_run else path.parent
+        plot = folder / f"confusion_{path.stem}.png"
+    plots.save(plots.confusion_figure(matrix, classes), Path(plot))
+    return Evaluation(result.accuracy, result.loss, classes, per_class, matrix, Path(plot))
+
+
+def schedule_steps(
+    cfg: Config, cycles: int | None = None
+) -> tuple[schedule_lib.Schedule, int, int]:
+    """(schedule, steps to draw, steps per epoch) without loading data.
+
+    Steps per epoch come from the training set's size (data.train_subset, else CIFAR-10's
+    50,000) and the batch size: 98 for 50,000 images at 512.
+    """
+    if config_lib.AUTO in (cfg.schedule.lr_min, cfg.schedule.lr_max):
+        raise UsageError(
+            "schedule.lr_max/lr_min are 'auto': give numbers (or run `supercon find-lr` and "
+            "pass its suggested.yaml with --config)"
+        )
+    images = cfg.data.train_subset or CIFAR10_TRAIN_IMAGES
+    per_epoch = schedule_lib.steps_per_epoch(images, cfg.train.batch_size, cfg.data.drop_last)
+    schedule = schedule_lib.build(cfg.schedule, cfg.train.epochs, per_epoch)
+    total = cfg.train.epochs * per_epoch
+    if cycles is not None:
+        if not isinstance(schedule, schedule_lib.Cyclic):
+            raise UsageError(
+                f"--cycles {cycles}: only for the cyclical policies (triangular, triangular2, "
+                f"exp_range), not {cfg.schedule.policy}"
+            )
+        total = cycles * 2 * schedule.step_size
+    return schedule, total, per_epoch
+
+
+def plot_schedule(
+    config: ConfigSource = None,
+    *,
+    overrides: Overrides = (),
+    cycles: int | None = None,
+    png: str | Path | None = None,
+    csv_path: str | Path | None = None,
+) -> Figure:
+    """The schedule's LR and momentum per step as a figure; optionally saved as PNG and CSV.
+
+    CSV columns: step (0-based), epoch (1-based, the epoch the step belongs to), lr, momentum.
+    """
+    cfg = resolve_config(config, overrides)
+    schedule, total, per_epoch = schedule_steps(cfg, cycles)
+    if csv_path is not None:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["step", "epoch", "lr", "momentum"])
+        for step in range(total):
+            lr, momentum = schedule(step)
+            writer.writerow([step, step // per_epoch + 1, repr(lr), repr(momentum)])
+        runs.write_text(Path(csv_path), buffer.getvalue())
+    figure = plots.schedule_figure(schedule, total, per_epoch)
+    if png is not None:
+        plots.save(figure, Path(png), close=False)
+    return figure

@@ -1,0 +1,401 @@
+"""`supercon`: Typer commands only. Options become config overrides; errors become exit codes.
+
+Exit codes: 0 ok, 2 usage or config error, 1 runtime failure, 130 interrupted. Errors are one
+line each on stderr; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from typer.core import TyperGroup
+
+from . import api
+from . import config as config_lib
+from .config import Override
+from .errors import SuperconError, UsageError
+
+out_console = Console(soft_wrap=True, highlight=False)
+err_console = Console(stderr=True, soft_wrap=True, highlight=False)
+# typer >= 0.2x vendors click; older releases use click itself: find the class either way.
+ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _error(message: str) -> None:
+    for line in message.splitlines() or [""]:
+        err_console.print(f"[bold red]error:[/] {escape(line)}")
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors (unknown option, bad value) as one line instead of a usage box."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except ClickException as e:
+            where = e.ctx.command_path if getattr(e, "ctx", None) else "supercon"  # type: ignore[attr-defined]
+            _error(f"{where}: {e.format_message()} (see {where} --help)")  # type: ignore[attr-defined]
+            code = e.exit_code  # type: ignore[attr-defined]
+        except typer.Abort:
+            code = 130
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(
+    cls=_OneLineErrors,
+    help="Super-convergence on CIFAR-10: LR range test, 1cycle policy, ResNet-9.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+config_app = typer.Typer(help="Inspect configurations.", add_completion=False)
+app.add_typer(config_app, name="config")
+
+
+def _version() -> str:
+    try:
+        return version("cifar-supercon")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        out_console.print(f"supercon {_version()} (torch {torch.__version__})")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    if ctx.invoked_subcommand is None:
+        out_console.print(ctx.get_help())
+
+
+@config_app.callback(invoke_without_command=True)
+def _config_root(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand is None:
+        out_console.print(ctx.get_help())
+
+
+@contextlib.contextmanager
+def _reported(debug: bool) -> Iterator[None]:
+    """Turn exceptions into one-line messages and exit codes (tracebacks only with --debug)."""
+    try:
+        yield
+    except SuperconError as e:
+        if debug:
+            raise
+        _error(str(e))
+        raise typer.Exit(e.exit_code) from None
+    except KeyboardInterrupt:
+        _error("interrupted")
+        raise typer.Exit(130) from None
+    except Exception as e:
+        if debug:
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        _error(f"{type(e).__name__}: {first} (run again with --debug for the traceback)")
+        raise typer.Exit(1) from None
+
+
+# Options shared by the commands -----------------------------------------------------------
+
+ConfigOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="YAML config; repeat to merge several, left to right.",
+        metavar="PATH",
+    ),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        help="Override a key: --set schedule.lr_max=0.4 (repeatable).",
+        metavar="KEY=VALUE",
+    ),
+]
+EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="train.epochs")]
+PeakOpt = Annotated[float | None, typer.Option("--peak-epoch", help="schedule.peak_epoch")]
+LrMaxOpt = Annotated[
+    str | None, typer.Option("--lr-max", help="schedule.lr_max, a number or 'auto' (LR range test)")
+]
+LrMinOpt = Annotated[str | None, typer.Option("--lr-min", help="schedule.lr_min")]
+BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="train.batch_size")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="seed")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda")]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="data.root: CIFAR-10 or an image folder")
+]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Parent folder of run directories")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+ProgressOpt = Annotated[
+    bool, typer.Option("--progress/--no-progress", help="Progress bars on a terminal.")
+]
+
+
+def _overrides(
+    sets: list[str] | None,
+    epochs: int | None = None,
+    peak_epoch: float | None = None,
+    lr_max: str | None = None,
+    lr_min: str | None = None,
+    batch_size: int | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+    data_dir: Path | None = None,
+    out: Path | None = None,
+) -> list[Override]:
+    """--set values first, then the shortcuts; config.load rejects a key given twice."""
+    overrides = [config_lib.parse_set(s) for s in sets or []]
+    shortcuts = [
+        ("--epochs", "train.epochs", epochs),
+        ("--peak-epoch", "schedule.peak_epoch", peak_epoch),
+        ("--lr-max", "schedule.lr_max", lr_max),
+        ("--lr-min", "schedule.lr_min", lr_min),
+        ("--batch-size", "train.batch_size", batch_size),
+        ("--seed", "seed", seed),
+        ("--device", "train.device", device),
+        ("--data-dir", "data.root", str(data_dir) if data_dir is not None else None),
+        ("--out", "out", str(out) if out is not None else None),
+    ]
+    for flag, key, value in shortcuts:
+        if value is not None:
+            parsed = (
+                config_lib.parse_set(f"{key}={value}").value if flag.startswith("--lr") else value
+            )
+            overrides.append(Override(key, parsed, flag))
+    # `--lr-max auto` means "let the range test decide", lr_min included, unless it is given.
+    if lr_max == config_lib.AUTO and not any(o.key == "schedule.lr_min" for o in overrides):
+        overrides.append(Override("schedule.lr_min", config_lib.AUTO, "--lr-max auto"))
+    return overrides
+
+
+def _log(message: str) -> None:
+    out_console.print(message, markup=False)
+
+
+# Commands ---------------------------------------------------------------------------------
+
+
+@app.command()
+def train(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    epochs: EpochsOpt = None,
+    peak_epoch: PeakOpt = None,
+    lr_max: LrMaxOpt = None,
+    lr_min: LrMinOpt = None,
+    batch_size: BatchOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    data_dir: DataDirOpt = None,
+    out: OutOpt = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", help="Continue this run directory from its last checkpoint."),
+    ] = None,
+    progress: ProgressOpt = True,
+    debug: DebugOpt = False,
+) -> None:
+    """Train ResNet-9 with the 1cycle policy; writes a run directory.
+
+    Example: supercon train --config configs/default.yaml --epochs 24 --peak-epoch 5
+    """
+    with _reported(debug):
+        if resume is not None and config:
+            raise UsageError("--resume continues with the run's own config.yaml; drop --config")
+        overrides = _overrides(
+            set_, epochs, peak_epoch, lr_max, lr_min, batch_size, seed, device, data_dir, out
+        )
+        summary = api.train(config, overrides=overrides, resume=resume, log=_log, progress=progress)
+        table = Table(title="result", show_header=False)
+        table.add_row("test accuracy", f"{100 * summary['test_accuracy']:.2f}%")
+        table.add_row("best test accuracy", f"{100 * summary['best_test_accuracy']:.2f}%")
+        table.add_row("epoch reaching 90%", str(summary["epoch_reached_90"] or "not reached"))
+        table.add_row("training time", f"{summary['train_seconds']:.1f} s on {summary['device']}")
+        table.add_row("images / s", f"{summary['images_per_second']:,.0f}")
+        table.add_row("run directory", summary["run_dir"])
+        out_console.print(table)
+
+
+@app.command("find-lr")
+def find_lr(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    weight_decay: Annotated[
+        str | None,
+        typer.Option("--weight-decay", help="Sweep several, comma-separated: 1e-3,5e-4,1e-4,0"),
+    ] = None,
+    batch_size: BatchOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    data_dir: DataDirOpt = None,
+    out: OutOpt = None,
+    progress: ProgressOpt = True,
+    debug: DebugOpt = False,
+) -> None:
+    """LR range test under the training conditions; suggests lr_max and lr_min.
+
+    Example: supercon find-lr --config configs/default.yaml --weight-decay 1e-3,5e-4,1e-4,0
+    """
+    with _reported(debug):
+        overrides = _overrides(
+            set_, batch_size=batch_size, seed=seed, device=device, data_dir=data_dir, out=out
+        )
+        if weight_decay is not None:
+            overrides.append(_weight_decays(weight_decay))
+        result = api.find_lr(config, overrides=overrides, log=_log, progress=progress)
+        report = result.report
+        table = Table(title="LR range test: suggested lr_max")
+        table.add_column("weight decay")
+        for method in ("steepest", "valley", "minimum"):
+            table.add_column(f"{method} *" if method == report.method else method)
+        table.add_column("stopped")
+        for curve, suggested in zip(report.curves, report.suggestions, strict=True):
+            cells = [f"{v:.3g}" if v is not None else "-" for v in suggested.values()]
+            stop = f"diverged at {curve.lrs[-1]:.3g}" if curve.diverged else "end of sweep"
+            table.add_row(f"{curve.weight_decay:g}", *cells, stop)
+        out_console.print(table)
+        _log(
+            f"suggested: lr_max = {report.lr_max:g}, lr_min = {report.lr_min:g} "
+            f"(weight decay {report.weight_decay:g}, method {report.method})"
+        )
+        _log(f"written: {result.files['png']}, {result.files['csv']}, {result.files['yaml']}")
+        _log(f"train with: supercon train --config <config> --config {result.files['yaml']}")
+
+
+def _weight_decays(text: str) -> Override:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise config_lib.ConfigError(
+            [f"--weight-decay {text!r}: expected comma-separated numbers, e.g. 1e-3,5e-4,0"]
+        )
+    return Override("finder.weight_decays", values, "--weight-decay")
+
+
+@app.command("plot-schedule")
+def plot_schedule(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            "--policy",
+            help="schedule.policy: one_cycle, triangular, triangular2, exp_range, constant or "
+            "multistep",
+        ),
+    ] = None,
+    cycles: Annotated[
+        int | None, typer.Option("--cycles", min=1, help="Cyclical policies: cycles to draw.")
+    ] = None,
+    epochs: EpochsOpt = None,
+    peak_epoch: PeakOpt = None,
+    lr_max: LrMaxOpt = None,
+    lr_min: LrMinOpt = None,
+    batch_size: BatchOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="PNG to write.")] = Path("schedule.png"),
+    csv: Annotated[
+        Path | None, typer.Option("--csv", help="Also write step,epoch,lr,momentum rows.")
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Draw the LR and momentum schedule (1cycle, or the CLR triangle).
+
+    Examples: supercon plot-schedule --config configs/default.yaml --out sched.png --csv sched.csv;
+    supercon plot-schedule --policy triangular --cycles 3 --out triangle.png
+    """
+    with _reported(debug):
+        overrides = _overrides(set_, epochs, peak_epoch, lr_max, lr_min, batch_size)
+        if policy is not None:
+            overrides.append(Override("schedule.policy", policy, "--policy"))
+        api.plot_schedule(config, overrides=overrides, cycles=cycles, png=out, csv_path=csv)
+        _log(f"written: {out}" + (f", {csv}" if csv else ""))
+
+
+@app.command()
+def evaluate(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="A checkpoint, e.g. runs/<run>/checkpoints/best.pt")
+    ],
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = None,
+    tta: Annotated[
+        bool | None, typer.Option("--tta/--no-tta", help="Flip test-time augmentation.")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Confusion-matrix PNG path.")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Test accuracy of a checkpoint, per class, and a confusion-matrix PNG.
+
+    Example: supercon evaluate runs/<run>/checkpoints/last.pt --data-dir data/cifar10-png
+    """
+    with _reported(debug):
+        overrides = _overrides(None, device=device, data_dir=data_dir)
+        result = api.evaluate(checkpoint, overrides=overrides, tta_flip=tta, plot=plot, log=_log)
+        table = Table(title=f"test accuracy {100 * result.accuracy:.2f}% (loss {result.loss:.4f})")
+        table.add_column("class")
+        table.add_column("accuracy", justify="right")
+        table.add_column("test images", justify="right")
+        for name, accuracy, row in zip(
+            result.classes, result.class_accuracy, result.confusion, strict=True
+        ):
+            table.add_row(name, f"{100 * accuracy:.1f}%", str(sum(row)))
+        out_console.print(table)
+        _log(f"confusion matrix: {result.plot}")
+
+
+@config_app.command("show")
+def config_show(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    epochs: EpochsOpt = None,
+    peak_epoch: PeakOpt = None,
+    lr_max: LrMaxOpt = None,
+    lr_min: LrMinOpt = None,
+    batch_size: BatchOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    data_dir: DataDirOpt = None,
+    out: OutOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Print the resolved config as YAML: exactly what would run.
+
+    Example: supercon config show --config configs/cpu-smoke.yaml --set train.epochs=3
+    """
+    with _reported(debug):
+        overrides = _overrides(
+            set_, epochs, peak_epoch, lr_max, lr_min, batch_size, seed, device, data_dir, out
+        )
+        cfg = api.resolve_config(config, overrides)
+        sys.stdout.write(config_lib.to_yaml(cfg))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="supercon")

@@ -1,0 +1,479 @@
+"""Run configuration: pydantic models whose defaults ARE the assignment, and `load()`.
+
+`load(paths, overrides)` merges YAML files left to right, applies overrides (`--set` and the CLI
+shortcuts), validates everything and returns a frozen `Config`. Every problem is reported at once,
+each as `source: key.path: what is wrong (what is allowed)`, where source is the file or option that
+set the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+from .errors import ConfigError
+
+AUTO = "auto"
+DEFAULTS = "defaults"
+# Policies whose LR moves between two bounds (the others only use lr_max).
+TWO_BOUND_POLICIES = ("one_cycle", "triangular", "triangular2", "exp_range")
+
+
+def _positive_or_auto(value: Any) -> float | str:
+    if value == AUTO:
+        return AUTO
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"expected a positive number or 'auto', got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"expected a positive number or 'auto', got {value!r}") from None
+    if not number > 0 or number == float("inf"):
+        raise ValueError(f"expected a positive number or 'auto', got {value!r}")
+    return number
+
+
+# A learning rate, or "auto": filled in by the LR range test before training starts.
+LearningRate = Annotated[
+    float | Literal["auto"],
+    PlainValidator(_positive_or_auto),
+    PlainSerializer(lambda v: v, return_type=Any),
+]
+Momentum = Annotated[float, Field(gt=0, lt=1)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(Section):
+    source: Literal["auto", "cifar10", "folder"] = "auto"
+    root: Path = Path("data")
+    download: bool = True  # torchvision download (with its md5 check) when nothing is found
+    train_subset: int | None = Field(None, ge=1)  # images, stratified by class; None = all
+    test_subset: int | None = Field(None, ge=1)
+    pad: int = Field(4, ge=0, le=16)  # pixels added on each side before the random 32x32 crop
+    pad_mode: Literal["reflect", "zeros"] = "reflect"
+    flip: bool = True  # horizontal flip with p = 0.5, per image
+    cutout: int = Field(8, ge=0, le=32)  # side of the Cutout square in pixels; 0 = off
+    cutout_prob: float = Field(1.0, ge=0, le=1)
+    drop_last: bool = False  # keep the short last batch of each epoch
+
+
+class ModelConfig(Section):
+    name: Literal["resnet9"] = "resnet9"
+    width: int = Field(64, ge=1, le=1024)  # channels of the prep layer; the others are 2x, 4x, 8x
+    logit_scale: float = Field(0.125, gt=0)  # Page's classifier output multiplier
+
+
+class OptimConfig(Section):
+    name: Literal["sgd"] = "sgd"
+    nesterov: bool = True
+    weight_decay: float = Field(5e-4, ge=0)  # L2, per unit of the mean batch loss
+    decay_norm_and_bias: bool = True  # False: no weight decay on BatchNorm and bias parameters
+
+
+class ScheduleConfig(Section):
+    policy: Literal[
+        "one_cycle", "triangular", "triangular2", "exp_range", "constant", "multistep"
+    ] = "one_cycle"
+    lr_min: LearningRate = 0.04  # start and end of the cycle; CLR's base_lr
+    lr_max: LearningRate = 0.4  # the peak; the constant / initial value for the baselines
+    peak_epoch: float = Field(5.0, gt=0)  # one_cycle: lr reaches lr_max at the end of this epoch
+    anneal: Literal["linear", "cos"] = "linear"  # Smith: linear; fastai: cos
+    annihilation_epochs: float = Field(0.0, ge=0)  # Smith's third phase; 0 = none
+    annihilation_factor: float = Field(100.0, ge=1)  # it ends at lr_min / this
+    momentum_max: Momentum = 0.95
+    momentum_min: Momentum = 0.85
+    cycle_momentum: bool = True  # momentum moves inversely to the lr; False: momentum_max
+    step_size_epochs: float = Field(4.0, gt=0)  # CLR: half a cycle
+    gamma: float = Field(0.99994, gt=0, le=1)  # exp_range: amplitude x gamma per iteration
+    milestones: tuple[float, ...] = (12.0, 18.0)  # multistep: epochs where the lr is multiplied
+    decay: float = Field(0.1, gt=0, lt=1)  # multistep factor
+
+
+class TrainConfig(Section):
+    epochs: int = Field(24, ge=1)
+    batch_size: int = Field(512, ge=1)  # images per optimizer step
+    eval_batch_size: int = Field(1024, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 on GPU, fp32 CPU
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the model
+    eval_every: int = Field(1, ge=1)  # epochs between test evaluations (the last is always run)
+    tta_flip: bool = False  # average the logits of each test image and its mirror
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    deterministic: bool = False  # deterministic kernels: bit-identical CPU runs
+
+
+class FinderConfig(Section):
+    start_lr: float = Field(1e-4, gt=0)
+    end_lr: float = Field(10.0, gt=0)
+    num_iters: int = Field(200, ge=5)
+    mode: Literal["exp", "linear"] = "exp"
+    smoothing: float = Field(0.95, ge=0, lt=1)  # EMA factor of the loss (bias-corrected)
+    diverge: float = Field(4.0, gt=1)  # stop when the smoothed loss exceeds this x the best
+    suggest: Literal["steepest", "valley", "minimum"] = "valley"
+    div_factor: float = Field(10.0, gt=1)  # lr_min = lr_max / div_factor (Smith: 3 to 10)
+    momentum: Momentum | None = None  # None: schedule.momentum_max
+    weight_decays: tuple[Annotated[float, Field(ge=0)], ...] | None = None  # one sweep each
+
+
+class Config(Section):
+    name: str = Field("supercon", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # run folder suffix
+    seed: int = Field(0, ge=0)
+    out: Path = Path("runs")  # parent folder of run directories
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    train: TrainConfig = TrainConfig()
+    finder: FinderConfig = FinderConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> Config:
+        # load() runs these checks itself so that it can name the source of each key.
+        if not (info.context or {}).get("skip_semantic_checks"):
+            problems = semantic_problems(self)
+            if problems:
+                raise ValueError("; ".join(f"{p.keys[0]}: {p.message}" for p in problems))
+        return self
+
+
+@dataclass(frozen=True)
+class Problem:
+    keys: tuple[str, ...]  # the dotted keys involved, the one to blame first
+    message: str
+
+
+def semantic_problems(cfg: Config) -> list[Problem]:
+    """Checks that involve several fields; each names every key it reads."""
+    s, t, problems = cfg.schedule, cfg.train, []
+    numeric = isinstance(s.lr_min, float) and isinstance(s.lr_max, float)
+    if s.policy in TWO_BOUND_POLICIES and numeric and not s.lr_min < s.lr_max:
+        problems.append(
+            Problem(
+                ("schedule.lr_min", "schedule.lr_max"),
+                f"must be less than schedule.lr_max ({s.lr_max:g}), got {s.lr_min:g}",
+            )
+        )
+    if s.momentum_min > s.momentum_max:
+        problems.append(
+            Problem(
+                ("schedule.momentum_min", "schedule.momentum_max"),
+                f"must not exceed schedule.momentum_max ({s.momentum_max:g}), "
+                f"got {s.momentum_min:g}",
+            )
+        )
+    if s.policy == "one_cycle":
+        last = t.epochs - s.annihilation_epochs
+        if s.annihilation_epochs >= t.epochs:
+            problems.append(
+                Problem(
+                    ("schedule.annihilation_epochs", "train.epochs"),
+                    f"must be less than train.epochs ({t.epochs}), got {s.annihilation_epochs:g}",
+                )
+            )
+        elif not s.peak_epoch < last:
+            where = (
+                f"train.epochs ({t.epochs})"
+                if s.annihilation_epochs == 0
+                else f"train.epochs - schedule.annihilation_epochs ({last:g})"
+            )
+            problems.append(
+                Problem(
+                    ("schedule.peak_epoch", "train.epochs", "schedule.annihilation_epochs"),
+                    f"must be between 0 and {where}, exclusive, got {s.peak_epoch:g}",
+                )
+            )
+    if s.policy == "multistep":
+        ms = s.milestones
+        if any(b <= a for a, b in itertools.pairwise(ms)) or any(not 0 < m < t.epochs for m in ms):
+            problems.append(
+                Problem(
+                    ("schedule.milestones", "train.epochs"),
+                    f"must increase strictly and lie inside (0, train.epochs = {t.epochs}), "
+                    f"got {list(ms)}",
+                )
+            )
+    if not cfg.finder.start_lr < cfg.finder.end_lr:
+        problems.append(
+            Problem(
+                ("finder.start_lr", "finder.end_lr"),
+                f"must be less than finder.end_lr ({cfg.finder.end_lr:g}), "
+                f"got {cfg.finder.start_lr:g}",
+            )
+        )
+    subset = cfg.data.train_subset
+    if subset is not None and t.batch_size > subset:
+        problems.append(
+            Problem(
+                ("train.batch_size", "data.train_subset"),
+                f"must not exceed the training set (data.train_subset = {subset}), "
+                f"got {t.batch_size}",
+            )
+        )
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
+# Loading: YAML files merged left to right, then overrides, every problem reported at once.
+
+
+@dataclass(frozen=True)
+class Override:
+    key: str  # dotted, e.g. "schedule.lr_max"
+    value: Any
+    source: str  # what the user typed it as, e.g. "--set" or "--epochs"
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice in one mapping is an error."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict:
+    loader.flatten_mapping(node)
+    mapping: dict = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node)
+        if key in mapping:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+            )
+        mapping[key] = loader.construct_object(value_node, deep=True)
+    return mapping
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: config file not found"]) from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise ConfigError([f"{path}: cannot read the config file ({e.__class__.__name__})"]) from e
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError([f"{path}: {where}not valid YAML ({what})"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [
+                f"{path}: the top level must be a mapping of sections "
+                f"(data, model, optim, schedule, train, finder), got a {type(data).__name__}"
+            ]
+        )
+    return data
+
+
+def parse_set(assignment: str) -> Override:
+    """`--set KEY=VALUE`: a dotted key, a value read as a YAML scalar or flow collection."""
+    key, sep, text = assignment.partition("=")
+    key = key.strip()
+    parts = key.split(".")
+    if not sep or not key or not all(p.isidentifier() for p in parts):
+        raise ConfigError(
+            [
+                f"--set {assignment!r}: expected KEY=VALUE with a dotted key, "
+                "e.g. --set schedule.lr_max=0.4"
+            ]
+        )
+    try:
+        value = yaml.load(text, Loader=_StrictLoader) if text.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError([f"--set {assignment!r}: the value is not valid YAML"]) from None
+    if value is None:
+        raise ConfigError([f"--set {assignment!r}: the value is empty"])
+    return Override(key, value, "--set")
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            yield from _flatten(value, dotted + ".")
+        else:
+            yield dotted, value
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = tree
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[leaf] = value
+
+
+def _check_overrides(overrides: Sequence[Override]) -> list[str]:
+    """A key given twice with different values, or a key and one of its parents, conflicts."""
+    problems, seen = [], {}
+    for o in overrides:
+        for key, prior in seen.items():
+            related = o.key.startswith(key + ".") or key.startswith(o.key + ".")
+            if (key == o.key and prior.value != o.value) or related:
+                problems.append(
+                    f"{o.source}: {o.key}: conflicts with {prior.source} {prior.key}="
+                    f"{prior.value!r} (give each key once)"
+                )
+        seen.setdefault(o.key, o)
+    return problems
+
+
+def _origin_of(key: str, origins: Mapping[str, str]) -> str:
+    """The source that set `key`, or the closest parent or child key that was set."""
+    parts = key.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in origins:
+            return origins[".".join(parts[:n])]
+    for set_key, source in origins.items():
+        if set_key.startswith(key + "."):
+            return source
+    return DEFAULTS
+
+
+def _allowed_keys(loc: Sequence[str | int]) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _describe(error: Mapping[str, Any]) -> tuple[str, str]:
+    """(dotted key, `what is wrong (what is allowed)`) for one pydantic error."""
+    loc = [str(p) for p in error["loc"]]
+    key = ".".join(loc)
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc)
+        close = difflib.get_close_matches(loc[-1], allowed, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(allowed)}"
+        return key, f"unknown key ({hint})"
+    message = error["msg"].removeprefix("Value error, ")
+    message = message[0].lower() + message[1:] if message else message
+    if error["type"] == "model_type":
+        return key, "expected a mapping of keys to values"
+    return key, f"{message} (got {error['input']!r})"
+
+
+def as_overrides(overrides: Sequence[Override] | Mapping[str, Any]) -> list[Override]:
+    """A mapping {dotted key: value} (the Python API's form) as a list of Overrides."""
+    if isinstance(overrides, Mapping):
+        return [Override(k, v, "overrides") for k, v in overrides.items()]
+    return list(overrides)
+
+
+def load(
+    paths: Sequence[str | Path] = (),
+    overrides: Sequence[Override] | Mapping[str, Any] = (),
+    base: Config | None = None,
+) -> Config:
+    """Defaults (or `base`) <- each YAML file in order <- overrides, validated.
+
+    Raises ConfigError naming every problem.
+    """
+    overrides = as_overrides(overrides)
+    merged: dict[str, Any] = to_dict(base) if base is not None else {}
+    origins: dict[str, str] = {}
+    problems: list[str] = []
+    for path in map(Path, paths):
+        try:
+            data = _read_yaml(path)
+        except ConfigError as e:
+            problems += e.problems
+            continue
+        for key, value in _flatten(data):
+            _set_dotted(merged, key, value)
+            origins[key] = str(path)
+    problems += _check_overrides(overrides)
+    for o in overrides:
+        _set_dotted(merged, o.key, o.value)
+        origins[o.key] = o.source
+    if problems:
+        raise ConfigError(problems)
+    if "name" not in merged and paths and base is None:
+        merged["name"] = Path(paths[0]).stem  # runs are named after the config they come from
+
+    try:
+        cfg = Config.model_validate(merged, context={"skip_semantic_checks": True})
+        bad_keys: set[str] = set()
+    except ValidationError as e:
+        described = [_describe(err) for err in e.errors()]
+        problems += [f"{_origin_of(key, origins)}: {key}: {what}" for key, what in described]
+        bad_keys = {key for key, _ in described}
+        # Drop the invalid keys and check the rest together, so one typo does not hide the
+        # cross-field problems elsewhere.
+        cfg = Config.model_validate(
+            _without(merged, bad_keys), context={"skip_semantic_checks": True}
+        )
+    for p in semantic_problems(cfg):
+        if not bad_keys.intersection(p.keys):
+            user_set = [k for k in p.keys if _origin_of(k, origins) != DEFAULTS]
+            source = _origin_of(user_set[0], origins) if user_set else DEFAULTS
+            problems.append(f"{source}: {p.keys[0]}: {p.message}")
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def _without(tree: dict[str, Any], keys: set[str]) -> dict[str, Any]:
+    pruned: dict[str, Any] = {}
+    for key, value in _flatten(tree):
+        if not any(key == k or key.startswith(k + ".") or k.startswith(key + ".") for k in keys):
+            _set_dotted(pruned, key, value)
+    return pruned
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain, YAML- and checkpoint-safe values (paths as strings)."""
+    return cfg.model_dump(mode="json")
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def from_dict(data: Mapping[str, Any], source: str) -> Config:
+    """A config saved by this tool (a run's config.yaml, a checkpoint), validated again."""
+    try:
+        return Config.model_validate(dict(data))
+    except ValidationError as e:
+        raise ConfigError(
+            [f"{source}: {key}: {what}" for key, what in map(_describe, e.errors())]
+        ) from None
+
+
+def replace(cfg: Config, **sections: Mapping[str, Any]) -> Config:
+    """A copy with some section fields changed, validated again: replace(cfg, schedule={...})."""
+    data = to_dict(cfg)
+    for name, changes in sections.items():
+        data[name] = {**data[name], **changes}
+    return from_dict(data, "replace()")

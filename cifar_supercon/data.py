@@ -1,0 +1,295 @@
+"""CIFAR-10 (torchvision) or an image folder -> uint8 tensors, cached; stratified subsets.
+
+Both sources end as `Split(images uint8 (N, 3, 32, 32), labels int64 (N,))`. Decoded tensors are
+cached under `<root>/.supercon-cache/`, keyed by the source files' names, sizes and mtimes, so a
+second load reads one file instead of decoding 60,000 images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import pickle
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .config import DataConfig
+from .errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+CIFAR_FOLDER = "cifar-10-batches-py"
+CACHE_FOLDER = ".supercon-cache"
+CACHE_FORMAT = 1
+SPLITS = ("train", "test")
+DECODE_CHUNK = 1000  # images per worker task
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Split:
+    images: torch.Tensor  # uint8 (N, 3, 32, 32)
+    labels: torch.Tensor  # int64 (N,)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: torch.Tensor) -> Split:
+        return Split(self.images[indices], self.labels[indices])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    train: Split
+    test: Split
+    classes: tuple[str, ...]
+    description: str  # where it came from, for logs and summaries
+
+
+def load_dataset(cfg: DataConfig, seed: int, log: Log = lambda _: None) -> Dataset:
+    """The configured source, decoded (or read from the cache), with subsets applied."""
+    root = Path(cfg.root)
+    source = cfg.source if cfg.source != "auto" else detect_source(root)
+    if source == "folder":
+        listing = _list_folder(root)
+        files = listing["train"] + listing["test"]
+        dataset = _cached(root, "folder", files, lambda: _decode_folder(root, listing, log), log)
+    else:
+        dataset = _load_cifar10(root, cfg.download, log)
+    train, test = dataset.train, dataset.test
+    if cfg.train_subset is not None:
+        train = train.subset(stratified_subset(train.labels, cfg.train_subset, seed, "train"))
+    if cfg.test_subset is not None:
+        test = test.subset(stratified_subset(test.labels, cfg.test_subset, seed, "test"))
+    return Dataset(train, test, dataset.classes, dataset.description)
+
+
+def detect_source(root: Path) -> str:
+    """`cifar-10-batches-py` -> cifar10; `train/` and `test/` -> folder; else download cifar10."""
+    if (root / CIFAR_FOLDER).is_dir():
+        return "cifar10"
+    if (root / "train").is_dir() or (root / "test").is_dir():
+        return "folder"
+    return "cifar10"
+
+
+# --------------------------------------------------------------------------------------------
+# Stratified subsets
+
+
+def stratified_subset(labels: torch.Tensor, size: int, seed: int, split: str) -> torch.Tensor:
+    """`size` indices with each class in its original proportion, chosen at random (seeded).
+
+    Never "the first N": folder order is by class. Rounding leftovers go to the classes with the
+    largest remainders, so the total is exact. Indices come back sorted.
+    """
+    n = len(labels)
+    if not 1 <= size <= n:
+        raise DataError(f"data.{split}_subset: {size} is outside 1..{n} (the {split} split's size)")
+    classes, counts = torch.unique(labels, return_counts=True)
+    exact = counts.double() * size / n
+    quota = exact.floor().long()
+    leftover = size - int(quota.sum())
+    quota[torch.argsort(exact - quota, descending=True, stable=True)[:leftover]] += 1
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for cls, k in zip(classes.tolist(), quota.tolist(), strict=True):
+        members = torch.nonzero(labels == cls).flatten()
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:k]])
+    return torch.cat(chosen).sort().values
+
+
+# --------------------------------------------------------------------------------------------
+# Image folder: train/<class>/*.png and test/<class>/*.png
+
+
+class SourceFile(NamedTuple):  # a tuple: 60,000 of them are built on every load
+    path: str
+    label: int
+    size: int
+    mtime_ns: int
+
+
+Listing = dict[str, list[SourceFile]]  # per split
+
+
+def _scan(directory: Path, label: int, keep: Callable[[str], bool]) -> list[SourceFile]:
+    # os.scandir: one pass gives names and sizes; 60,000 Path objects would cost a second.
+    with os.scandir(directory) as entries:
+        found = [
+            SourceFile(e.path, label, (st := e.stat()).st_size, st.st_mtime_ns)
+            for e in entries
+            if e.is_file() and keep(e.name)
+        ]
+    return sorted(found, key=lambda f: f.path)
+
+
+def _is_image(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+
+
+def _list_folder(root: Path) -> Listing:
+    """Per split, the image files in a stable order; class index = sorted class folder name."""
+    if not root.is_dir():
+        raise DataError(f"data root {root} does not exist (set --data-dir or data.root)")
+    listing, class_names = {}, None
+    for split in SPLITS:
+        split_dir = root / split
+        if not split_dir.is_dir():
+            raise DataError(
+                f"{split_dir}: missing; an image folder needs train/<class>/ and test/<class>/"
+            )
+        names = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
+        if not names:
+            raise DataError(f"{split_dir}: no class folders (expected {split}/<class>/<image>)")
+        if class_names is not None and names != class_names:
+            raise DataError(f"{split_dir}: class folders {names} differ from train's {class_names}")
+        class_names = names
+        files = []
+        for index, name in enumerate(names):
+            found = _scan(split_dir / name, index, _is_image)
+            if not found:
+                raise DataError(f"{split_dir / name}: no PNG or JPEG images in this class folder")
+            files += found
+        listing[split] = files
+    return listing
+
+
+def _decode_chunk(paths: list[str]) -> np.ndarray:
+    """Decode images into one (N, 32, 32, 3) uint8 array (runs in a worker process)."""
+    out = np.empty((len(paths), 32, 32, 3), dtype=np.uint8)
+    for i, path in enumerate(paths):
+        try:
+            with Image.open(path) as image:
+                image.load()
+                size, rgb = image.size, image.convert("RGB")  # grey, RGBA: to RGB, alpha dropped
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise DataError(f"{path}: cannot decode the image ({e})") from None
+        if size != (32, 32):
+            raise DataError(f"{path}: image is {size[0]}x{size[1]}, expected 32x32 (CIFAR-10 size)")
+        out[i] = np.asarray(rgb)
+    return out
+
+
+def _decode_folder(root: Path, listing: Listing, log: Log) -> tuple[Split, Split, tuple[str, ...]]:
+    total = sum(len(files) for files in listing.values())
+    log(f"decoding {total} images from {root} (once; cached afterwards)")
+    # Processes, not threads: Pillow holds the GIL for most of the work on such small images.
+    # fork (where available) spares each worker re-importing torch.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    splits = []
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=context) as pool:
+        for split in SPLITS:
+            paths = [f.path for f in listing[split]]
+            chunks = [paths[i : i + DECODE_CHUNK] for i in range(0, len(paths), DECODE_CHUNK)]
+            pixels = np.concatenate(list(pool.map(_decode_chunk, chunks)))
+            images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+            labels = torch.tensor([f.label for f in listing[split]], dtype=torch.int64)
+            splits.append(Split(images, labels))
+    classes = tuple(sorted(d.name for d in (root / "train").iterdir() if d.is_dir()))
+    return splits[0], splits[1], classes
+
+
+# --------------------------------------------------------------------------------------------
+# CIFAR-10 through torchvision (download, md5 check)
+
+
+def _load_cifar10(root: Path, download: bool, log: Log) -> Dataset:
+    folder = root / CIFAR_FOLDER
+    if not folder.is_dir():
+        if not download:
+            raise DataError(
+                f"{folder}: not found and data.download is false; set --data-dir to a folder "
+                "holding cifar-10-batches-py or train/<class>/ and test/<class>/ images"
+            )
+        _download_cifar10(root, log)
+    files = _scan(folder, 0, lambda name: "_batch" in name)
+    return _cached(root, "cifar10", files, lambda: _read_cifar10(root), log)
+
+
+def _download_cifar10(root: Path, log: Log) -> None:
+    from torchvision.datasets import CIFAR10
+
+    log(f"downloading CIFAR-10 (170 MB) to {root}")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        CIFAR10(str(root), train=True, download=True)
+    except Exception as e:  # urllib, socket, md5 and disk errors all end here
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(
+            f"could not download CIFAR-10 to {root} ({reason}); without internet, pass "
+            "--data-dir with a folder holding cifar-10-batches-py, or train/<class>/*.png and "
+            "test/<class>/*.png"
+        ) from None
+
+
+def _read_cifar10(root: Path) -> tuple[Split, Split, tuple[str, ...]]:
+    from torchvision.datasets import CIFAR10
+
+    splits = []
+    for train in (True, False):
+        try:
+            ds = CIFAR10(str(root), train=train, download=False)  # checks every file's md5
+        except (RuntimeError, pickle.UnpicklingError, EOFError) as e:
+            raise DataError(f"{root / CIFAR_FOLDER}: corrupt or incomplete ({e})") from None
+        images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+        splits.append(Split(images, torch.tensor(ds.targets, dtype=torch.int64)))
+    return splits[0], splits[1], tuple(ds.classes)
+
+
+# --------------------------------------------------------------------------------------------
+# Cache: one .pt file per source, keyed by the files it was decoded from
+
+
+def cache_key(kind: str, files: list[SourceFile]) -> str:
+    lines = [f"{kind}:{CACHE_FORMAT}"] + [
+        f"{f.path}:{f.label}:{f.size}:{f.mtime_ns}" for f in files
+    ]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+def _cached(
+    root: Path,
+    kind: str,
+    files: list[SourceFile],
+    decode: Callable[[], tuple[Split, Split, tuple[str, ...]]],
+    log: Log,
+) -> Dataset:
+    path = root / CACHE_FOLDER / f"{kind}-{cache_key(kind, files)}.pt"
+    description = f"{kind} at {root}"
+    if path.is_file():
+        try:
+            saved = torch.load(path, weights_only=True)
+            return Dataset(
+                Split(saved["train_images"], saved["train_labels"]),
+                Split(saved["test_images"], saved["test_labels"]),
+                tuple(saved["classes"]),
+                description,
+            )
+        except Exception:  # a damaged cache is rebuilt, never trusted
+            log(f"ignoring unreadable cache {path}")
+    train, test, classes = decode()
+    payload = {
+        "train_images": train.images,
+        "train_labels": train.labels,
+        "test_images": test.images,
+        "test_labels": test.labels,
+        "classes": list(classes),
+    }
+    try:
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except OSError as e:  # a read-only data folder still trains, only slower to start
+        log(f"not caching decoded images ({e.strerror}: {path.parent})")
+    return Dataset(train, test, classes, description)

@@ -1,0 +1,235 @@
+"""What training and the LR range test share: device, precision, data, model, optimizer, step.
+
+`build(cfg)` turns a config into a `Setup`; `train.fit` and `lr_finder.run` both start from it,
+so the range test runs under exactly the training conditions (batch size, augmentation, weight
+decay, precision).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import Config
+from .data import Dataset, load_dataset
+from .errors import ConfigError, UsageError
+from .loader import EvalLoader, Normalizer, TrainLoader
+from .model import ResNet9
+
+Log = Callable[[str], None]
+
+
+def progress_bar(total: int, description: str, enabled: bool, initial: int = 0) -> Any:
+    """A tqdm bar on stderr (a widget in notebooks); hidden when disabled or not a terminal."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=description,
+        leave=False,
+        disable=None if enabled else True,
+        dynamic_ncols=True,
+    )
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError(
+            f"--device cuda: no CUDA GPU is available to torch {torch.__version__}; "
+            "use --device cpu (slow) or --device auto"
+        )
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """The autocast dtype: bf16 where the GPU has it, else fp16; fp32 on the CPU."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def set_determinism(seed: int, deterministic: bool) -> None:
+    """Seed every generator once; optionally ask for deterministic kernels."""
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS reproducibility
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic  # autotuning picks kernels by timing
+    torch.manual_seed(seed)
+
+
+def build_model(cfg: Config, device: torch.device) -> ResNet9:
+    model = ResNet9(width=cfg.model.width, logit_scale=cfg.model.logit_scale)
+    memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+    return model.to(device=device, memory_format=memory_format)
+
+
+def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.SGD:
+    """SGD; lr and momentum are set by the schedule before every step."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        # BatchNorm scales/shifts and biases are the 1-d parameters.
+        (no_decay if param.ndim <= 1 and not cfg.optim.decay_norm_and_bias else decay).append(param)
+    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay, "decays": True}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0, "decays": False})
+    return torch.optim.SGD(
+        groups,
+        lr=cfg.schedule.lr_max if isinstance(cfg.schedule.lr_max, float) else 0.0,
+        momentum=cfg.schedule.momentum_max,
+        nesterov=cfg.optim.nesterov,
+    )
+
+
+def set_weight_decay(optimizer: torch.optim.Optimizer, weight_decay: float) -> None:
+    for group in optimizer.param_groups:
+        if group.get("decays", True):
+            group["weight_decay"] = weight_decay
+
+
+class TrainStep:
+    """One optimizer update: forward (autocast), cross-entropy, backward, step.
+
+    Returns the batch's mean loss and number of correct predictions as device tensors, so the
+    caller can sum them without waiting for the GPU.
+    """
+
+    def __init__(
+        self,
+        forward: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        device: torch.device,
+        dtype: torch.dtype,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        self.forward, self.optimizer = forward, optimizer
+        self.device, self.dtype = device, dtype
+        self.label_smoothing = label_smoothing
+        # fp16 needs loss scaling to keep small gradients; bf16 and fp32 do not.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with autocast(self.device, self.dtype):
+            logits = self.forward(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach(), (logits.detach().argmax(dim=1) == y).sum()
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    loss: float
+    accuracy: float  # a fraction
+    predictions: torch.Tensor  # (N,) int64 on the CPU
+    labels: torch.Tensor
+
+
+@torch.no_grad()
+def evaluate(
+    forward: nn.Module,
+    loader: EvalLoader,
+    device: torch.device,
+    dtype: torch.dtype,
+    tta_flip: bool = False,
+) -> EvalResult:
+    """Mean loss and accuracy over the loader (BatchNorm in eval mode, restored afterwards)."""
+    was_training = forward.training
+    forward.eval()
+    loss_sum = torch.zeros((), device=device)
+    predictions, labels = [], []
+    for x, y in loader:
+        with autocast(device, dtype):
+            logits = forward(x)
+            if tta_flip:
+                logits = (logits + forward(x.flip(3))) / 2
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+        predictions.append(logits.argmax(dim=1))
+        labels.append(y)
+    forward.train(was_training)
+    predicted, truth = torch.cat(predictions).cpu(), torch.cat(labels).cpu()
+    n = len(truth)
+    return EvalResult(loss_sum.item() / n, (predicted == truth).sum().item() / n, predicted, truth)
+
+
+def confusion_matrix(result: EvalResult, num_classes: int) -> list[list[int]]:
+    """matrix[true class][predicted class] = number of test images."""
+    flat = result.labels * num_classes + result.predictions
+    counts = torch.bincount(flat, minlength=num_classes * num_classes)
+    return counts.view(num_classes, num_classes).tolist()
+
+
+@dataclass
+class Setup:
+    cfg: Config
+    device: torch.device
+    dtype: torch.dtype  # autocast precision
+    dataset: Dataset
+    normalizer: Normalizer
+    train_loader: TrainLoader
+    test_loader: EvalLoader
+    model: ResNet9  # the module whose state is saved
+    forward: nn.Module  # what runs: the model, or its torch.compile'd wrapper
+    optimizer: torch.optim.SGD
+    train_step: TrainStep
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train_loader)
+
+
+def build(cfg: Config, log: Log = lambda _: None) -> Setup:
+    device = resolve_device(cfg.train.device)
+    dtype = resolve_precision(cfg.train.precision, device)
+    set_determinism(cfg.seed, cfg.train.deterministic)
+    dataset = load_dataset(cfg.data, cfg.seed, log)
+    if cfg.train.batch_size > len(dataset.train):
+        raise ConfigError(
+            [
+                f"train.batch_size: {cfg.train.batch_size} is larger than the training set "
+                f"({len(dataset.train)} images)"
+            ]
+        )
+    normalizer = Normalizer.fit(dataset.train.images)
+    # On the GPU the batches come in the autocast dtype: half the bytes, and no cast kernel.
+    input_dtype = dtype if device.type == "cuda" else torch.float32
+    layout = {"dtype": input_dtype, "channels_last": cfg.train.channels_last}
+    train_loader = TrainLoader(
+        dataset.train,
+        cfg.train.batch_size,
+        cfg.data,
+        normalizer,
+        cfg.seed,
+        device,
+        drop_last=cfg.data.drop_last,
+        **layout,
+    )
+    test_loader = EvalLoader(dataset.test, cfg.train.eval_batch_size, normalizer, device, **layout)
+    model = build_model(cfg, device)
+    forward: nn.Module = torch.compile(model) if cfg.train.compile else model  # type: ignore[assignment]
+    optimizer = build_optimizer(model, cfg)
+    step = TrainStep(forward, optimizer, device, dtype, cfg.train.label_smoothing)
+    return Setup(
+        cfg, device, dtype, dataset, normalizer, train_loader, test_loader, model, forward,
+        optimizer, step,
+    )  # fmt: skip

@@ -1,0 +1,46 @@
+"""Exceptions that the CLI turns into one-line messages and exit codes.
+
+Library code raises these with a message that names the file, key or value at fault and what is
+allowed; the CLI prints the message and exits with `exit_code`. Anything else is a bug or an
+unexpected runtime failure (exit 1, traceback with --debug).
+"""
+
+from __future__ import annotations
+
+
+class SuperconError(Exception):
+    """A failure the user can act on. Exit code 1: the command was fine, the world was not."""
+
+    exit_code = 1
+
+
+class UsageError(SuperconError):
+    """The command line or the config asks for something impossible (exit code 2)."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """One or more config problems, each a line `source: key.path: what is wrong (allowed)`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class DataError(SuperconError):
+    """The data set is missing, unreadable or malformed."""
+
+
+class CheckpointError(SuperconError):
+    """A checkpoint is missing, truncated, unsafe or does not fit the model."""
+
+
+class TrainingDiverged(SuperconError):
+    """The training loss stopped being finite."""
+
+
+class Interrupted(SuperconError):
+    """SIGINT/SIGTERM: the run saved a checkpoint and can be resumed (exit code 130)."""
+
+    exit_code = 130

@@ -1,0 +1,187 @@
+"""Figures, drawn with matplotlib's Agg backend and saved as PNG; nothing is shown.
+
+Each `*_figure` function returns a Figure (notebooks display it); `save` writes and closes one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display needed, none opened
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from .schedule import Cyclic, MultiStep, OneCycle, Schedule
+
+LR_COLOUR, MOMENTUM_COLOUR = "tab:blue", "tab:orange"
+
+
+def save(figure: Figure, path: Path, close: bool = True) -> Path:
+    """Write a PNG; close the figure unless the caller still shows it (notebooks)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    if close:
+        plt.close(figure)
+    return path
+
+
+def _epoch_axis(ax: plt.Axes, steps_per_epoch: int) -> None:
+    top = ax.secondary_xaxis(
+        "top", functions=(lambda s: s / steps_per_epoch, lambda e: e * steps_per_epoch)
+    )
+    top.set_xlabel("epoch")
+
+
+def schedule_figure(
+    schedule: Schedule, total_steps: int, steps_per_epoch: int, title: str = ""
+) -> Figure:
+    """LR (left axis) and momentum (right axis) against the optimizer step, annotated."""
+    steps = list(range(total_steps))
+    values = [schedule(s) for s in steps]
+    figure, ax = plt.subplots(figsize=(9, 4.5))
+    ax.plot(steps, [v.lr for v in values], color=LR_COLOUR, lw=2, label="learning rate")
+    ax.set_xlabel("iteration (optimizer step)")
+    ax.set_ylabel("learning rate", color=LR_COLOUR)
+    ax.set_xlim(0, total_steps - 1)
+    _epoch_axis(ax, steps_per_epoch)
+    twin = ax.twinx()
+    twin.plot(steps, [v.momentum for v in values], color=MOMENTUM_COLOUR, lw=1.5, ls="--")
+    twin.set_ylabel("momentum", color=MOMENTUM_COLOUR)
+    _annotate(ax, schedule, total_steps)
+    ax.set_title(title or _describe(schedule, steps_per_epoch), pad=30)
+    ax.grid(alpha=0.3)
+    return figure
+
+
+def _describe(schedule: Schedule, steps_per_epoch: int) -> str:
+    if isinstance(schedule, OneCycle):
+        peak = (schedule.peak_step + 1) / steps_per_epoch
+        return f"1cycle: {schedule.lr_min:g} → {schedule.lr_max:g} (epoch {peak:g}) → back"
+    if isinstance(schedule, Cyclic):
+        return f"cyclical learning rate ({schedule.mode})"
+    if isinstance(schedule, MultiStep) and schedule.milestones:
+        return "step decay"
+    return "constant learning rate"
+
+
+def _hline(ax: plt.Axes, y: float, text: str) -> None:
+    ax.axhline(y, color="grey", lw=0.8, ls=":")
+    ax.annotate(
+        text, (0.005, y), xycoords=("axes fraction", "data"), va="bottom", fontsize=9, color="0.3"
+    )
+
+
+def _annotate(ax: plt.Axes, schedule: Schedule, total_steps: int) -> None:
+    if isinstance(schedule, OneCycle):
+        _hline(ax, schedule.lr_max, f"lr_max = {schedule.lr_max:g}")
+        _hline(ax, schedule.lr_min, f"lr_min = {schedule.lr_min:g}")
+        ax.axvline(schedule.peak_step, color="grey", lw=0.8, ls=":")
+        ax.annotate(
+            f" peak: step {schedule.peak_step}",
+            (schedule.peak_step, schedule.lr_max),
+            va="top",
+            fontsize=9,
+            color="0.3",
+        )
+    elif isinstance(schedule, Cyclic):
+        _hline(ax, schedule.max_lr, f"max_lr = {schedule.max_lr:g}")
+        _hline(ax, schedule.base_lr, f"base_lr = {schedule.base_lr:g}")
+        size = schedule.step_size
+        # Mark the first cycle (shaded) and its two halves, each one step size long.
+        ax.axvspan(0, 2 * size, color="tab:green", alpha=0.07)
+        for x in (size, 2 * size):
+            ax.axvline(x, color="grey", lw=0.8, ls=":")
+        middle = (schedule.base_lr + schedule.max_lr) / 2
+        for start, label in ((0, "stepsize"), (size, "stepsize")):
+            ax.text(start + size / 2, middle, label, ha="center", fontsize=9, color="0.3")
+        ax.text(
+            size, schedule.base_lr, "cycle = 2 × stepsize", ha="center", va="bottom", fontsize=9
+        )
+    elif isinstance(schedule, MultiStep):
+        for m in schedule.milestones:
+            ax.axvline(m, color="grey", lw=0.8, ls=":")
+
+
+def finder_figure(curves: Sequence[Mapping], suggestions: Sequence[Mapping], chosen: str) -> Figure:
+    """Loss against learning rate (log x) for each sweep, with its suggestions marked.
+
+    `curves[i]` has lrs, losses, smoothed and weight_decay; `suggestions[i]` maps each method's
+    name to its lr (or None).
+    """
+    figure, ax = plt.subplots(figsize=(8, 4.8))
+    markers = {"steepest": "o", "valley": "s", "minimum": "v"}
+    for curve, suggested in zip(curves, suggestions, strict=True):
+        label = f"wd = {curve['weight_decay']:g}" if len(curves) > 1 else "smoothed loss"
+        (line,) = ax.plot(curve["lrs"], curve["smoothed"], lw=2, label=label)
+        if len(curves) == 1:
+            ax.plot(curve["lrs"], curve["losses"], color=line.get_color(), alpha=0.3, lw=1)
+        for method, lr in suggested.items():
+            if lr is None:
+                continue
+            loss = _value_at(curve["lrs"], curve["smoothed"], lr)
+            size = 10 if method == chosen else 6
+            ax.plot(lr, loss, markers[method], color=line.get_color(), ms=size, mfc="white")
+    for method, marker in markers.items():
+        text = f"{method} (chosen)" if method == chosen else method
+        ax.plot([], [], marker, color="k", mfc="white", ls="", label=text)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("training loss")
+    finite = [v for c in curves for v in c["smoothed"] if v == v and abs(v) != float("inf")]
+    if finite:  # keep the divergence spike from flattening the interesting part
+        low = min(finite)
+        ax.set_ylim(
+            low - 0.05 * abs(low), min(max(finite), 3 * max(c["smoothed"][0] for c in curves))
+        )
+    ax.set_title("LR range test")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=9)
+    return figure
+
+
+def _value_at(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
+    nearest = min(range(len(xs)), key=lambda i: abs(xs[i] - x))
+    return ys[nearest]
+
+
+def training_figure(rows: Sequence[Mapping[str, float | None]]) -> Figure:
+    """Loss and accuracy against epoch, train and test, from metrics rows."""
+    figure, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    epochs = [r["epoch"] for r in rows]
+    tested = [r for r in rows if r["test_acc"] is not None]
+    loss_ax.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train")
+    loss_ax.plot([r["epoch"] for r in tested], [r["test_loss"] for r in tested], "s-", label="test")
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    percent = FuncFormatter(lambda v, _: f"{100 * v:.0f}%")
+    acc_ax.plot(epochs, [r["train_acc"] for r in rows], "o-", label="train (augmented)")
+    acc_ax.plot([r["epoch"] for r in tested], [r["test_acc"] for r in tested], "s-", label="test")
+    acc_ax.axhline(0.9, color="grey", lw=0.8, ls=":")
+    acc_ax.yaxis.set_major_formatter(percent)
+    acc_ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return figure
+
+
+def confusion_figure(matrix: Sequence[Sequence[int]], classes: Sequence[str]) -> Figure:
+    """Counts of (true class, predicted class), rows normalised for the colour."""
+    n = len(classes)
+    figure, ax = plt.subplots(figsize=(7.5, 6.5))
+    totals = [max(1, sum(row)) for row in matrix]
+    shares = [[v / t for v in row] for row, t in zip(matrix, totals, strict=True)]
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            colour = "white" if shares[i][j] > 0.5 else "black"
+            ax.text(j, i, str(matrix[i][j]), ha="center", va="center", fontsize=8, color=colour)
+    ax.set_xticks(range(n), classes, rotation=45, ha="right")
+    ax.set_yticks(range(n), classes)
+    ax.set(xlabel="predicted class", ylabel="true class", title="confusion matrix (test set)")
+    figure.colorbar(image, ax=ax, label="share of the true class")
+    return figure

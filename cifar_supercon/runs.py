@@ -1,0 +1,165 @@
+"""Run directories, the config snapshot, metrics.csv, summary.json and atomic checkpoints.
+
+A run directory is created exclusively (never reused or overwritten); files in it are written to
+a temporary name and renamed, so a crash leaves either the old or the new version, never half.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import config as config_lib
+from .config import Config
+from .errors import CheckpointError, SuperconError, UsageError
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.csv"
+SUMMARY_FILE = "summary.json"
+CHECKPOINTS = "checkpoints"
+LAST = "last.pt"
+BEST = "best.pt"
+CHECKPOINT_FORMAT = 1
+METRIC_COLUMNS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "epoch_seconds",
+)
+
+
+def create(out: Path, name: str, now: datetime | None = None) -> Path:
+    """`<out>/<YYYYmmdd-HHMMSS>-<name>`, or with `-2`, `-3`... when that exists already."""
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, 1000):
+            run = out / (f"{stamp}-{name}" if attempt == 1 else f"{stamp}-{name}-{attempt}")
+            try:
+                run.mkdir()  # exclusive: fails if another run took the name
+                return run
+            except FileExistsError:
+                continue
+    except OSError as e:
+        raise SuperconError(
+            f"{out}: cannot create a run directory here ({e.strerror}); choose another --out"
+        ) from None
+    raise SuperconError(f"{out}: too many runs named {stamp}-{name}")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename: readers never see a partial file."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_config(run: Path, cfg: Config) -> None:
+    write_text(run / CONFIG_FILE, config_lib.to_yaml(cfg))
+
+
+def read_config(run: Path) -> Config:
+    return config_lib.load([run / CONFIG_FILE])
+
+
+def write_metrics(run: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """metrics.csv, rewritten whole each epoch: it always matches the last checkpoint."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(run / METRICS_FILE, buffer.getvalue())
+
+
+def read_metrics(run: Path) -> list[dict[str, str]]:
+    with open(run / METRICS_FILE, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_summary(run: Path, summary: Mapping[str, Any]) -> None:
+    write_text(run / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+
+
+def check_resumable(run: Path) -> None:
+    """A folder `--resume` can continue: a run of this tool that has not finished."""
+    if not run.is_dir():
+        raise UsageError(f"--resume {run}: no such directory")
+    if not (run / CONFIG_FILE).is_file():
+        raise UsageError(f"--resume {run}: not a run directory (no {CONFIG_FILE})")
+    if (run / SUMMARY_FILE).is_file():
+        raise UsageError(
+            f"--resume {run}: this run has finished ({SUMMARY_FILE} exists); start a new run "
+            "instead (finished runs are never changed)"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints: a plain dict of tensors and plain values, so weights_only loading reads it all.
+
+
+def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
+    """torch.save to a temporary file, fsync, then rename over the old checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save({"format": CHECKPOINT_FORMAT, **payload}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # make the rename itself durable
+    finally:
+        os.close(directory)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint written by `save_checkpoint`, loaded with weights_only=True (no code runs)."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # weights_only refuses any global that is not a tensor or a plain value, which is how
+        # a pickle would smuggle in code.
+        detail = str(e).split("\n")[0][:120]
+        raise CheckpointError(
+            f"{path}: refused: the file holds pickled objects that could run code ({detail})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        detail = str(e).split("\n")[0][:120]
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({detail})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a supercon checkpoint (format {CHECKPOINT_FORMAT})")
+    return payload
+
+
+def checkpoint_config(payload: Mapping[str, Any], path: Path) -> Config:
+    return config_lib.from_dict(payload["config"], str(path))
+
+
+def check_same_model(saved: Config, wanted: Config, path: Path) -> None:
+    """Refuse to load weights into a different architecture, naming what differs."""
+    differences = [
+        f"model.{key} is {saved_value!r} in the checkpoint, {wanted_value!r} in the config"
+        for key, saved_value in saved.model.model_dump().items()
+        if (wanted_value := getattr(wanted.model, key)) != saved_value
+    ]
+    if differences:
+        raise CheckpointError(f"{path}: checkpoint does not fit: {'; '.join(differences)}")

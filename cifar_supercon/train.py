@@ -1,0 +1,418 @@
+"""The training loop: `fit(cfg, run)` trains, evaluates, checkpoints and writes the run's files.
+
+Per step: the schedule sets lr and momentum, then one optimizer update; loss and accuracy are
+summed on the device (no host synchronisation until the epoch ends). Per epoch: evaluate, write
+metrics.csv, save checkpoints/last.pt atomically. SIGINT/SIGTERM finish the current step, save a
+checkpoint that records the position inside the epoch, and raise `Interrupted`; `--resume`
+continues from it and reproduces the uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+import torchvision
+
+from . import config as config_lib
+from . import engine, lr_finder, plots, runs
+from . import schedule as schedule_lib
+from .config import Config
+from .engine import Setup
+from .errors import Interrupted, TrainingDiverged
+from .model import analytic_parameter_count
+from .schedule import Scheduler
+
+Log = Callable[[str], None]
+TARGET_ACCURACY = 0.90  # the assignment's bar; the summary records the epoch that first clears it
+
+
+@dataclass
+class EpochSums:
+    """Running totals of the epoch in progress (saved with a mid-epoch checkpoint)."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class Progress:
+    """Everything about the run so far that is not model, optimizer, schedule or loader state."""
+
+    epochs_done: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)  # metrics.csv
+    best_accuracy: float | None = None
+    epoch_reached_90: int | None = None
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    wall_seconds: float = 0.0  # of earlier sessions of this run (before a resume)
+    partial: EpochSums = field(default_factory=EpochSums)
+
+
+class StopSignal:
+    """Turns the first SIGINT/SIGTERM into a flag the loop checks after each step.
+
+    A second Ctrl-C falls through to Python's default handler: an impatient user still gets out.
+    """
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signal.Signals(signum).name
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __enter__(self) -> StopSignal:
+        if threading.current_thread() is threading.main_thread():  # signals only work there
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def fit(
+    cfg: Config, run: Path, *, log: Log = lambda _: None, progress: bool = False
+) -> dict[str, Any]:
+    """Train into the run directory `run` (resuming from its last.pt if present)."""
+    session_start = time.perf_counter()
+    setup = engine.build(cfg, log)
+    _log_setup(setup, log)
+    last_path = run / runs.CHECKPOINTS / runs.LAST
+    if setup.cfg.schedule.lr_max == config_lib.AUTO or setup.cfg.schedule.lr_min == config_lib.AUTO:
+        setup.cfg = _resolve_auto_lr(setup, run, log, progress)
+    cfg = setup.cfg
+    schedule = schedule_lib.build(cfg.schedule, cfg.train.epochs, setup.steps_per_epoch)
+    scheduler = Scheduler(setup.optimizer, schedule)
+    state = Progress()
+    if last_path.is_file():
+        state = _restore(setup, scheduler, runs.load_checkpoint(last_path), last_path)
+        log(f"resuming {run} after epoch {state.epochs_done}, step {scheduler.steps_done}")
+
+    runs.write_metrics(run, state.rows)  # drop rows of an epoch whose checkpoint never landed
+    prior_wall = state.wall_seconds
+
+    def save(path: Path) -> None:
+        state.wall_seconds = prior_wall + time.perf_counter() - session_start
+        runs.save_checkpoint(path, _payload(setup, scheduler, state))
+
+    final_eval = None
+    with StopSignal() as stop:
+        for epoch in range(state.epochs_done + 1, cfg.train.epochs + 1):
+            sums = _train_epoch(setup, scheduler, state.partial, epoch, stop, progress)
+            if stop.received and setup.train_loader.mid_epoch:
+                if math.isfinite(sums.loss_sum):  # never checkpoint a diverged state
+                    state.partial = sums
+                    save(last_path)
+                raise _interrupted(stop.received, run, epoch, setup)
+            final_eval, improved = _end_epoch(setup, scheduler, state, sums, epoch, run, log)
+            save(last_path)
+            if improved:
+                save(run / runs.CHECKPOINTS / runs.BEST)
+            if stop.received:
+                raise _interrupted(stop.received, run, epoch, setup)
+    if final_eval is None:  # resumed after the last epoch finished: evaluate once more
+        final_eval = engine.evaluate(
+            setup.forward, setup.test_loader, setup.device, setup.dtype, cfg.train.tta_flip
+        )
+    wall = prior_wall + time.perf_counter() - session_start
+    summary = _summary(setup, state, final_eval.accuracy, wall)
+    _write_outputs(setup, schedule, state, final_eval, run)
+    runs.write_summary(run, summary)  # last: its presence marks the run finished
+    return summary
+
+
+def _log_setup(setup: Setup, log: Log) -> None:
+    cfg, data = setup.cfg, setup.dataset
+    params = sum(p.numel() for p in setup.model.parameters())
+    log(
+        f"data: {data.description}: {len(data.train)} train / {len(data.test)} test images; "
+        f"{setup.steps_per_epoch} steps of {cfg.train.batch_size} per epoch"
+    )
+    log(
+        f"model: ResNet-9, width {cfg.model.width}: {params:,} parameters "
+        f"(analytic {analytic_parameter_count(cfg.model.width):,}); "
+        f"device {_device_name(setup.device)}, precision {str(setup.dtype).removeprefix('torch.')}"
+    )
+
+
+def _resolve_auto_lr(setup: Setup, run: Path, log: Log, progress: bool) -> Config:
+    """`--lr-max auto`: the range test on this very setup (state restored), then its suggestion."""
+    log("lr_max is 'auto': running the LR range test first")
+    report = lr_finder.find_in_setup(setup, progress)
+    lr_finder.write_outputs(report, setup.cfg, run / "lr_finder")
+    s = setup.cfg.schedule
+    lr_max = report.lr_max if s.lr_max == config_lib.AUTO else s.lr_max
+    lr_min = report.lr_min if s.lr_min == config_lib.AUTO else s.lr_min
+    resolved = config_lib.replace(setup.cfg, schedule={"lr_max": lr_max, "lr_min": lr_min})
+    runs.write_config(run, resolved)
+    log(f"LR range test ({report.method}): lr_max = {lr_max:g}, lr_min = {lr_min:g}")
+    return resolved
+
+
+def _train_epoch(
+    setup: Setup,
+    scheduler: Scheduler,
+    resumed: EpochSums,
+    epoch: int,
+    stop: StopSignal,
+    progress: bool,
+) -> EpochSums:
+    """Run the rest of this epoch's steps (all of them unless resumed mid-epoch)."""
+    loader, device = setup.train_loader, setup.device
+    loss_sum = torch.tensor(resumed.loss_sum, dtype=torch.float32, device=device)
+    correct = torch.tensor(resumed.correct, dtype=torch.int64, device=device)
+    seen = resumed.seen
+    setup.forward.train()
+    start = time.perf_counter()
+    description = f"epoch {epoch}/{setup.cfg.train.epochs}"
+    with engine.progress_bar(len(loader), description, progress, loader.position) as bar:
+        for x, y in loader:
+            scheduler.step()
+            loss, hits = setup.train_step(x, y)
+            loss_sum += loss * len(y)
+            correct += hits
+            seen += len(y)
+            bar.update()
+            if stop.received:
+                break
+    sums = EpochSums(loss_sum.item(), int(correct.item()), seen)  # the epoch's one sync
+    sums.seconds = resumed.seconds + time.perf_counter() - start
+    return sums
+
+
+def _end_epoch(
+    setup: Setup,
+    scheduler: Scheduler,
+    state: Progress,
+    sums: EpochSums,
+    epoch: int,
+    run: Path,
+    log: Log,
+) -> tuple[engine.EvalResult | None, bool]:
+    """Check the loss, evaluate, record the metrics row.
+
+    Returns the evaluation (if one ran) and whether it is the best so far.
+    """
+    cfg = setup.cfg
+    train_loss = sums.loss_sum / sums.seen
+    lr = scheduler.schedule(scheduler.steps_done - 1).lr
+    if not math.isfinite(train_loss):
+        raise TrainingDiverged(
+            f"training loss became {train_loss} in epoch {epoch} (lr reached {lr:.3g}); lower "
+            f"schedule.lr_max (now {cfg.schedule.lr_max:g}) or run `supercon find-lr`; last good "
+            f"checkpoint: {run / runs.CHECKPOINTS / runs.LAST}"
+        )
+    result, improved = None, False
+    if epoch % cfg.train.eval_every == 0 or epoch == cfg.train.epochs:
+        start = time.perf_counter()
+        result = engine.evaluate(
+            setup.forward, setup.test_loader, setup.device, setup.dtype, cfg.train.tta_flip
+        )
+        state.eval_seconds += time.perf_counter() - start
+        improved = state.best_accuracy is None or result.accuracy > state.best_accuracy
+        if improved:
+            state.best_accuracy = result.accuracy
+        if state.epoch_reached_90 is None and result.accuracy >= TARGET_ACCURACY:
+            state.epoch_reached_90 = epoch
+    row = {
+        "epoch": epoch,
+        "lr": lr,
+        "train_loss": train_loss,
+        "train_acc": sums.correct / sums.seen,
+        "test_loss": result.loss if result else None,
+        "test_acc": result.accuracy if result else None,
+        "epoch_seconds": round(sums.seconds, 3),
+    }
+    state.rows.append(row)
+    state.epochs_done = epoch
+    state.train_seconds += sums.seconds
+    state.partial = EpochSums()
+    runs.write_metrics(run, state.rows)
+    log(_epoch_line(row, cfg.train.epochs))
+    return result, improved
+
+
+def _epoch_line(row: dict[str, Any], epochs: int) -> str:
+    test = (
+        f"test loss {row['test_loss']:.3f} acc {100 * row['test_acc']:5.2f}%"
+        if row["test_acc"] is not None
+        else "test -"
+    )
+    return (
+        f"epoch {row['epoch']:>3}/{epochs}  lr {row['lr']:.4f}  "
+        f"train loss {row['train_loss']:.3f} acc {100 * row['train_acc']:5.2f}%  {test}  "
+        f"{row['epoch_seconds']:.1f} s"
+    )
+
+
+def _interrupted(signal_name: str, run: Path, epoch: int, setup: Setup) -> Interrupted:
+    position = setup.train_loader.position
+    return Interrupted(
+        f"{signal_name}: stopped in epoch {epoch} after step {position}/{setup.steps_per_epoch}; "
+        f"checkpoint saved; resume with: supercon train --resume {run}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoint payload: a plain dict that carries its config
+
+
+def _payload(setup: Setup, scheduler: Scheduler, state: Progress) -> dict[str, Any]:
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []
+    return {
+        "config": config_lib.to_dict(setup.cfg),
+        "model": setup.model.state_dict(),
+        "optimizer": setup.optimizer.state_dict(),
+        "scaler": setup.train_step.scaler.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "loader": setup.train_loader.state_dict(),
+        "rng": {"torch": torch.get_rng_state(), "cuda": cuda_rng},
+        "normalization": setup.normalizer.state_dict(),
+        "classes": list(setup.dataset.classes),
+        "progress": asdict(state),
+    }
+
+
+def _restore(setup: Setup, scheduler: Scheduler, payload: dict[str, Any], path: Path) -> Progress:
+    runs.check_same_model(runs.checkpoint_config(payload, path), setup.cfg, path)
+    setup.model.load_state_dict(payload["model"])
+    setup.optimizer.load_state_dict(payload["optimizer"])
+    setup.train_step.scaler.load_state_dict(payload["scaler"])
+    scheduler.load_state_dict(payload["scheduler"])
+    setup.train_loader.load_state_dict(payload["loader"])
+    torch.set_rng_state(payload["rng"]["torch"])
+    if payload["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
+    saved = dict(payload["progress"])
+    return Progress(**{**saved, "partial": EpochSums(**saved["partial"])})
+
+
+# --------------------------------------------------------------------------------------------
+# Final outputs
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _summary(setup: Setup, state: Progress, accuracy: float, wall: float) -> dict[str, Any]:
+    cfg = setup.cfg
+    per_epoch = (
+        setup.steps_per_epoch * cfg.train.batch_size
+        if cfg.data.drop_last
+        else len(setup.dataset.train)
+    )
+    images = per_epoch * cfg.train.epochs
+    return {
+        "test_accuracy": accuracy,
+        "best_test_accuracy": state.best_accuracy,
+        "epoch_reached_90": state.epoch_reached_90,
+        "epochs": cfg.train.epochs,
+        "steps": cfg.train.epochs * setup.steps_per_epoch,
+        "train_seconds": round(state.train_seconds, 3),
+        "eval_seconds": round(state.eval_seconds, 3),
+        "wall_seconds": round(wall, 3),
+        "images_per_second": round(images / state.train_seconds, 1),
+        "lr_min": cfg.schedule.lr_min,
+        "lr_max": cfg.schedule.lr_max,
+        "batch_size": cfg.train.batch_size,
+        "seed": cfg.seed,
+        "parameters": sum(p.numel() for p in setup.model.parameters()),
+        "precision": str(setup.dtype).removeprefix("torch."),
+        "device": _device_name(setup.device),
+        "torch_version": torch.__version__,
+        "torchvision_version": torchvision.__version__,
+        "cuda_version": torch.version.cuda if setup.device.type == "cuda" else None,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "data": setup.dataset.description,
+        "train_images": len(setup.dataset.train),
+        "test_images": len(setup.dataset.test),
+    }
+
+
+def _write_outputs(
+    setup: Setup,
+    schedule: schedule_lib.Schedule,
+    state: Progress,
+    final_eval: engine.EvalResult,
+    run: Path,
+) -> None:
+    cfg, folder = setup.cfg, run / "plots"
+    total = cfg.train.epochs * setup.steps_per_epoch
+    plots.save(
+        plots.schedule_figure(schedule, total, setup.steps_per_epoch), folder / "schedule.png"
+    )
+    plots.save(plots.training_figure(state.rows), folder / "training.png")
+    matrix = engine.confusion_matrix(final_eval, len(setup.dataset.classes))
+    confusion = plots.confusion_figure(matrix, setup.dataset.classes)
+    plots.save(confusion, folder / "confusion_matrix.png")
+    runs.write_text(run / "report.md", _report(cfg, state, final_eval.accuracy, run))
+
+
+def _report(cfg: Config, state: Progress, accuracy: float, run: Path) -> str:
+    rows = "\n".join(
+        f"| {r['epoch']} | {r['lr']:.4f} | {r['train_loss']:.3f} | {100 * r['train_acc']:.2f}% | "
+        + (
+            f"{r['test_loss']:.3f} | {100 * r['test_acc']:.2f}% |"
+            if r["test_acc"] is not None
+            else "- | - |"
+        )
+        for r in state.rows
+    )
+    reached = (
+        f"first reached in epoch {state.epoch_reached_90}"
+        if state.epoch_reached_90
+        else "not reached"
+    )
+    s = cfg.schedule
+    return f"""# Super-convergence on CIFAR-10: run `{run.name}`
+
+**Final test accuracy: {100 * accuracy:.2f}%** after {cfg.train.epochs} epochs
+(best {100 * (state.best_accuracy or 0):.2f}%; the assignment's 90% was {reached}).
+Training took {state.train_seconds:.1f} s.
+
+## Schedule
+Policy `{s.policy}`: learning rate from {s.lr_min} up to {s.lr_max} at the end of epoch
+{s.peak_epoch:g}, back to {s.lr_min} at epoch {cfg.train.epochs}; momentum
+{s.momentum_max} -> {s.momentum_min} -> {s.momentum_max}. ResNet-9 (width {cfg.model.width}),
+batch {cfg.train.batch_size}, SGD (nesterov: {cfg.optim.nesterov}), weight decay
+{cfg.optim.weight_decay}; augmentation: pad {cfg.data.pad} ({cfg.data.pad_mode}) + random crop,
+flip: {cfg.data.flip}, Cutout {cfg.data.cutout}x{cfg.data.cutout}.
+
+![schedule](plots/schedule.png)
+
+## Training curves
+![training](plots/training.png)
+
+| epoch | lr | train loss | train acc | test loss | test acc |
+|---|---|---|---|---|---|
+{rows}
+
+![confusion matrix](plots/confusion_matrix.png)
+
+## Configuration
+The resolved configuration is in [config.yaml](config.yaml); metrics in [metrics.csv](metrics.csv).
+
+## Reproduce
+```
+supercon train --config {run / runs.CONFIG_FILE}
+```
+"""
