@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -412,10 +412,12 @@ def load(
             continue
         for key, value in _flatten(data):
             _set_dotted(merged, key, value)
+            origins.pop(key, None)  # keep the dict in the order keys were last set
             origins[key] = str(path)
     problems += _check_overrides(overrides)
     for o in overrides:
         _set_dotted(merged, o.key, o.value)
+        origins.pop(o.key, None)
         origins[o.key] = o.source
     if problems:
         raise ConfigError(problems)
@@ -436,12 +438,19 @@ def load(
         )
     for p in semantic_problems(cfg):
         if not bad_keys.intersection(p.keys):
-            user_set = [k for k in p.keys if _origin_of(k, origins) != DEFAULTS]
-            source = _origin_of(user_set[0], origins) if user_set else DEFAULTS
+            # Blame the source applied last among the keys involved: the change that broke it.
+            sources = [_origin_of(k, origins) for k in p.keys]
+            applied = list(origins.values())
+            user_set = [src for src in sources if src != DEFAULTS]
+            source = max(user_set, key=_last_index(applied)) if user_set else DEFAULTS
             problems.append(f"{source}: {p.keys[0]}: {p.message}")
     if problems:
         raise ConfigError(problems)
     return cfg
+
+
+def _last_index(items: list[str]) -> Callable[[str], int]:
+    return lambda item: len(items) - 1 - items[::-1].index(item)
 
 
 def _without(tree: dict[str, Any], keys: set[str]) -> dict[str, Any]:

@@ -42,7 +42,9 @@ class Normalizer:
 
     @classmethod
     def from_state_dict(cls, state: dict[str, list[float]]) -> Normalizer:
-        return cls(torch.tensor(state["mean"]), torch.tensor(state["std"]))
+        # float64, as fitted: float32 would round the statistics and change every pixel slightly
+        mean, std = (torch.tensor(state[k], dtype=torch.float64) for k in ("mean", "std"))
+        return cls(mean, std)
 
 
 def _to_model_input(x: torch.Tensor, dtype: torch.dtype, channels_last: bool) -> torch.Tensor:

@@ -1,0 +1,63 @@
+"""Shared fixtures: small synthetic image folders and tiny configs that train in seconds on CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cifar_supercon import config as config_lib
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = ("apple", "boat", "cloud")
+
+
+def write_image_folder(
+    root: Path, train_per_class: int = 24, test_per_class: int = 8, seed: int = 0
+) -> Path:
+    """train/<class>/*.png and test/<class>/*.png, 32x32 RGB.
+
+    Each class has its own mean colour plus noise, so a small network can learn it.
+    """
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        for index, name in enumerate(CLASSES):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            colour = np.zeros(3)
+            colour[index % 3] = 170
+            for i in range(count):
+                noise = rng.normal(0, 40, size=(32, 32, 3))
+                pixels = np.clip(colour + 40 + noise, 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{name}_{i:04d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A read-only-by-convention synthetic data set shared by the whole session."""
+    return write_image_folder(tmp_path_factory.mktemp("data"))
+
+
+def tiny_config(data_root: Path, out: Path, **sections: dict) -> config_lib.Config:
+    """A width-4 ResNet-9 on the synthetic folder: a few seconds per run on CPU."""
+    base = {
+        "name": "tiny",
+        "out": str(out),
+        "data": {"root": str(data_root), "source": "folder"},
+        "model": {"width": 4},
+        "schedule": {"lr_min": 0.02, "lr_max": 0.2, "peak_epoch": 1},
+        "train": {
+            "epochs": 3,
+            "batch_size": 16,
+            "eval_batch_size": 32,
+            "device": "cpu",
+            "deterministic": True,
+        },
+        "finder": {"num_iters": 20},
+    }
+    for name, changes in sections.items():
+        base[name] = {**base.get(name, {}), **changes}
+    return config_lib.Config.model_validate(base)

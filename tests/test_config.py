@@ -1,0 +1,212 @@
+"""Config: defaults are the assignment, merge order, and every problem reported with its source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO
+
+from cifar_supercon import config as config_lib
+from cifar_supercon.config import Config, ConfigError, Override, load, parse_set
+
+
+def problems_of(paths=(), overrides=()) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load(paths, overrides)
+    return caught.value.problems
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_the_assignment() -> None:
+    cfg = Config()
+    assert cfg.model.name == "resnet9" and cfg.model.width == 64
+    assert cfg.train.batch_size == 512 and cfg.train.epochs == 24
+    assert cfg.schedule.policy == "one_cycle"
+    assert cfg.schedule.peak_epoch == 5 and cfg.schedule.annihilation_epochs == 0
+    assert (cfg.schedule.momentum_max, cfg.schedule.momentum_min) == (0.95, 0.85)
+    assert cfg.schedule.cycle_momentum is True
+    assert cfg.schedule.lr_min < cfg.schedule.lr_max
+    assert cfg.optim.name == "sgd" and cfg.optim.nesterov is True
+    assert cfg.optim.weight_decay == 5e-4
+    assert (cfg.data.pad, cfg.data.pad_mode, cfg.data.flip) == (4, "reflect", True)
+    assert (cfg.data.cutout, cfg.data.cutout_prob) == (8, 1.0)
+
+
+def test_default_yaml_spells_out_the_defaults() -> None:
+    from_file = load([REPO / "configs" / "default.yaml"])
+    assert config_lib.to_dict(from_file) == {**config_lib.to_dict(Config()), "name": "default"}
+
+
+def test_cpu_smoke_config_is_small() -> None:
+    cfg = load([REPO / "configs" / "cpu-smoke.yaml"])
+    assert cfg.name == "cpu-smoke"
+    assert (cfg.model.width, cfg.data.train_subset, cfg.train.batch_size) == (16, 10000, 128)
+    assert cfg.data.test_subset is None  # the accuracy floor is measured on the full test set
+
+
+def test_config_is_frozen() -> None:
+    with pytest.raises(ValueError):
+        Config().train.epochs = 3  # type: ignore[misc]
+
+
+def test_files_merge_left_to_right_then_overrides(tmp_path: Path) -> None:
+    first = write(tmp_path, "first.yaml", "train: {epochs: 10, batch_size: 64}\nseed: 3\n")
+    second = write(tmp_path, "second.yaml", "train: {epochs: 12}\n")
+    cfg = load([first, second])
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.seed) == (12, 64, 3)
+    cfg = load([first, second], [parse_set("train.epochs=16"), Override("seed", 5, "--seed")])
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.seed) == (16, 64, 5)
+    assert cfg.schedule.lr_max == Config().schedule.lr_max  # untouched keys keep defaults
+    assert cfg.name == "first"  # runs are named after the first config file
+
+
+def test_set_values_are_yaml_scalars() -> None:
+    assert parse_set("schedule.lr_max=0.4").value == 0.4
+    assert parse_set("train.compile=true").value is True
+    assert parse_set("schedule.milestones=[8, 16]").value == [8, 16]
+    assert parse_set("data.root=some/folder").value == "some/folder"
+    assert parse_set("schedule.lr_max=auto").value == "auto"
+
+
+@pytest.mark.parametrize("bad", ["noequals", "=3", "a..b=1", "train.epochs=", "x=[1,"])
+def test_malformed_set_is_rejected(bad: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_set(bad)
+    assert len(caught.value.problems) == 1
+    assert repr(bad) in caught.value.problems[0]
+
+
+def test_all_problems_are_reported_together_with_their_source(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "bad.yaml",
+        "schedule:\n  lr_maxx: 0.3\n  lr_min: 0.5\n  momentum_max: 1.5\n"
+        "train:\n  epochs: abc\ndata:\n  source: foo\n",
+    )
+    problems = problems_of([path])
+    joined = "\n".join(problems)
+    assert len(problems) == 5
+    assert all(p.startswith(f"{path}: ") for p in problems)
+    assert "schedule.lr_maxx: unknown key (did you mean 'lr_max'?)" in joined
+    assert "schedule.momentum_max: input should be less than 1 (got 1.5)" in joined
+    assert "train.epochs: input should be a valid integer" in joined
+    assert "data.source: input should be 'auto', 'cifar10' or 'folder' (got 'foo')" in joined
+    # the cross-field check still runs on the keys that were valid
+    assert "schedule.lr_min: must be less than schedule.lr_max (0.4), got 0.5" in joined
+
+
+def test_unknown_section_suggests_the_right_one(tmp_path: Path) -> None:
+    path = write(tmp_path, "typo.yaml", "shedule: {lr_max: 0.3}\n")
+    assert problems_of([path]) == [f"{path}: shedule: unknown key (did you mean 'schedule'?)"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"schedule.lr_min": 0.5},
+            "schedule.lr_min: must be less than schedule.lr_max (0.4), got 0.5",
+        ),
+        (
+            {"train.epochs": 5},
+            "schedule.peak_epoch: must be between 0 and train.epochs (5), exclusive, got 5",
+        ),
+        ({"schedule.peak_epoch": 0}, "schedule.peak_epoch: input should be greater than 0"),
+        ({"train.epochs": 0}, "train.epochs: input should be greater than or equal to 1"),
+        ({"schedule.lr_max": -1}, "schedule.lr_max: expected a positive number or 'auto'"),
+        ({"schedule.lr_max": "fast"}, "schedule.lr_max: expected a positive number or 'auto'"),
+        ({"train.batch_size": 0}, "train.batch_size: input should be greater than or equal to 1"),
+        (
+            {"data.train_subset": 100, "train.batch_size": 512},
+            "train.batch_size: must not exceed the training set (data.train_subset = 100)",
+        ),
+        ({"data.cutout": 33}, "data.cutout: input should be less than or equal to 32"),
+        ({"schedule.momentum_min": 0}, "schedule.momentum_min: input should be greater than 0"),
+        (
+            {"schedule.momentum_min": 0.9, "schedule.momentum_max": 0.8},
+            "schedule.momentum_min: must not exceed schedule.momentum_max (0.8), got 0.9",
+        ),
+        ({"schedule.policy": "warp"}, "schedule.policy: input should be 'one_cycle'"),
+        ({"train.device": "tpu"}, "train.device: input should be 'auto', 'cpu' or 'cuda'"),
+        (
+            {"schedule.policy": "multistep", "schedule.milestones": [18, 12]},
+            "schedule.milestones: must increase strictly",
+        ),
+        ({"finder.start_lr": 20}, "finder.start_lr: must be less than finder.end_lr (10)"),
+        ({"name": "a b"}, "name: string should match pattern"),
+    ],
+)
+def test_each_bad_value_is_named(overrides: dict, expected: str) -> None:
+    problems = problems_of(overrides=overrides)
+    assert any(p.startswith("overrides: " + expected) for p in problems), problems
+
+
+def test_problem_source_is_the_option_that_set_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "ok.yaml", "schedule: {peak_epoch: 5}\n")
+    problems = problems_of([path], [Override("train.epochs", 4, "--epochs")])
+    assert problems == [
+        "--epochs: schedule.peak_epoch: must be between 0 and train.epochs (4), exclusive, got 5"
+    ]
+
+
+def test_a_key_set_twice_in_conflicting_ways() -> None:
+    problems = problems_of(
+        overrides=[parse_set("train.epochs=3"), Override("train.epochs", 4, "--epochs")]
+    )
+    assert problems == [
+        "--epochs: train.epochs: conflicts with --set train.epochs=3 (give each key once)"
+    ]
+    problems = problems_of(overrides=[parse_set("train=3"), parse_set("train.epochs=4")])
+    assert "train.epochs: conflicts with --set train=3" in problems[0]
+    # the same value twice is not a conflict
+    assert load([], [parse_set("seed=1"), Override("seed", 1, "--seed")]).seed == 1
+
+
+def test_duplicate_key_in_one_yaml_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "dup.yaml", "train:\n  epochs: 3\n  epochs: 4\n")
+    (problem,) = problems_of([path])
+    assert problem.startswith(f"{path}: line 3: not valid YAML")
+    assert "'epochs' appears twice" in problem
+
+
+def test_file_problems(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    assert problems_of([missing]) == [f"{missing}: config file not found"]
+    not_yaml = write(tmp_path, "broken.yaml", "train: [1, 2\n")
+    (problem,) = problems_of([not_yaml])
+    assert problem.startswith(f"{not_yaml}: line ") and "not valid YAML" in problem
+    a_list = write(tmp_path, "list.yaml", "- 1\n- 2\n")
+    (problem,) = problems_of([a_list])
+    assert problem.startswith(f"{a_list}: the top level must be a mapping") and "list" in problem
+    section_scalar = write(tmp_path, "scalar.yaml", "train: 3\n")
+    assert problems_of([section_scalar]) == [
+        f"{section_scalar}: train: expected a mapping of keys to values"
+    ]
+    # several broken files: all of them are named
+    assert len(problems_of([missing, a_list])) == 2
+
+
+def test_empty_yaml_means_defaults(tmp_path: Path) -> None:
+    path = write(tmp_path, "empty.yaml", "")
+    assert config_lib.to_dict(load([path])) == {**config_lib.to_dict(Config()), "name": "empty"}
+
+
+def test_yaml_round_trip_and_auto() -> None:
+    cfg = load([], {"schedule.lr_max": "auto", "schedule.lr_min": "auto"})
+    assert cfg.schedule.lr_max == "auto"
+    again = config_lib.from_dict(yaml.safe_load(config_lib.to_yaml(cfg)), "round trip")
+    assert again == cfg
+    resolved = config_lib.replace(cfg, schedule={"lr_max": 0.5, "lr_min": 0.05})
+    assert (resolved.schedule.lr_max, resolved.schedule.lr_min) == (0.5, 0.05)
+
+
+def test_python_construction_runs_the_cross_field_checks() -> None:
+    with pytest.raises(ValueError, match=r"schedule\.lr_min: must be less than schedule\.lr_max"):
+        Config.model_validate({"schedule": {"lr_min": 1.0}})

@@ -1,0 +1,237 @@
+"""Training end to end on CPU with a tiny ResNet-9 and synthetic data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import tiny_config
+
+from cifar_supercon import api, engine, runs
+from cifar_supercon import config as config_lib
+from cifar_supercon.errors import Interrupted, TrainingDiverged, UsageError
+from cifar_supercon.train import fit
+
+TIMING = "epoch_seconds"
+
+
+def comparable(rows: list[dict]) -> list[dict]:
+    """Metrics rows without the wall-clock column."""
+    return [{k: v for k, v in row.items() if k != TIMING} for row in rows]
+
+
+def new_run(cfg: config_lib.Config) -> Path:
+    run = runs.create(cfg.out, cfg.name)
+    runs.write_config(run, cfg)
+    return run
+
+
+@pytest.fixture(scope="module")
+def reference(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One uninterrupted deterministic run that several tests compare against."""
+    cfg = tiny_config(image_folder, tmp_path_factory.mktemp("runs"))
+    summary = api.train(cfg, log=lambda _: None)
+    run = Path(summary["run_dir"])
+    return {"cfg": cfg, "run": run, "summary": summary, "rows": runs.read_metrics(run)}
+
+
+def test_loss_falls_and_accuracy_beats_chance(reference: dict) -> None:
+    rows = reference["rows"]
+    assert len(rows) == 3
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert reference["summary"]["test_accuracy"] > 1 / 3 + 0.2  # three classes
+
+
+def test_run_directory_contents(reference: dict) -> None:
+    run, summary = reference["run"], reference["summary"]
+    assert (run / "config.yaml").is_file()
+    assert runs.read_config(run) == config_lib.load([], base=reference["cfg"])
+    header = (run / "metrics.csv").read_text().splitlines()[0]
+    assert header == "epoch,lr,train_loss,train_acc,test_loss,test_acc,epoch_seconds"
+    for name in ("last.pt", "best.pt"):
+        assert (run / "checkpoints" / name).is_file()
+    for name in ("schedule.png", "training.png", "confusion_matrix.png"):
+        assert (run / "plots" / name).read_bytes().startswith(b"\x89PNG")
+    saved = json.loads((run / "summary.json").read_text())
+    for key in (
+        "test_accuracy",
+        "best_test_accuracy",
+        "epochs",
+        "train_seconds",
+        "wall_seconds",
+        "images_per_second",
+        "device",
+        "torch_version",
+        "seed",
+        "parameters",
+        "epoch_reached_90",
+    ):
+        assert key in saved, key
+    assert 0 <= saved["test_accuracy"] <= 1
+    assert saved["test_accuracy"] == float(reference["rows"][-1]["test_acc"])
+    assert saved["best_test_accuracy"] == max(float(r["test_acc"]) for r in reference["rows"])
+    assert saved["parameters"] == sum(
+        p.numel() for p in engine.build_model(reference["cfg"], torch.device("cpu")).parameters()
+    )
+    assert summary["run_dir"] == str(run)
+    report = (run / "report.md").read_text()
+    assert f"{100 * saved['test_accuracy']:.2f}%" in report
+    assert "plots/schedule.png" in report and "plots/training.png" in report
+
+
+def test_lr_column_follows_the_schedule(reference: dict) -> None:
+    cfg, rows = reference["cfg"], reference["rows"]
+    steps = len(engine.build(cfg).train_loader)
+    from cifar_supercon import schedule as schedule_lib
+
+    schedule = schedule_lib.build(cfg.schedule, cfg.train.epochs, steps)
+    for row in rows:
+        assert float(row["lr"]) == schedule(int(row["epoch"]) * steps - 1).lr
+    assert float(rows[-1]["lr"]) == pytest.approx(cfg.schedule.lr_min)
+
+
+def test_deterministic_runs_are_identical(reference: dict, tmp_path: Path) -> None:
+    cfg = config_lib.load([], {"out": str(tmp_path)}, base=reference["cfg"])
+    run = new_run(cfg)
+    fit(cfg, run)
+    assert comparable(runs.read_metrics(run)) == comparable(reference["rows"])
+
+
+def test_another_seed_gives_another_run(reference: dict, tmp_path: Path) -> None:
+    cfg = config_lib.load([], {"out": str(tmp_path), "seed": 1}, base=reference["cfg"])
+    run = new_run(cfg)
+    fit(cfg, run)
+    assert comparable(runs.read_metrics(run)) != comparable(reference["rows"])
+
+
+class SignalOnStep:
+    """Sends this process a real signal during a chosen training step (fault injection)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, step: int, signum: int) -> None:
+        self.calls, self.step, self.signum = 0, step, signum
+        original = engine.TrainStep.__call__
+
+        def call(step_fn: engine.TrainStep, x: torch.Tensor, y: torch.Tensor):  # type: ignore[no-untyped-def]
+            self.calls += 1
+            if self.calls == self.step:
+                os.kill(os.getpid(), self.signum)
+            return original(step_fn, x, y)
+
+        monkeypatch.setattr(engine.TrainStep, "__call__", call)
+
+
+@pytest.mark.parametrize(
+    ("step", "signum"),
+    [(9, signal.SIGINT), (10, signal.SIGTERM), (15, signal.SIGINT)],
+    ids=["mid-epoch-2", "end-of-epoch-2", "mid-epoch-3"],
+)
+def test_interrupted_run_resumes_to_identical_metrics(
+    reference: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: int, signum: int
+) -> None:
+    cfg = config_lib.load([], {"out": str(tmp_path)}, base=reference["cfg"])
+    steps_per_epoch = len(engine.build(cfg).train_loader)
+    assert steps_per_epoch == 5  # 72 images in batches of 16: the ids above assume it
+    run = new_run(cfg)
+    with monkeypatch.context() as patch:
+        SignalOnStep(patch, step, signum)
+        with pytest.raises(Interrupted) as caught:
+            fit(cfg, run)
+    epoch, position = divmod(step - 1, steps_per_epoch)
+    assert f"stopped in epoch {epoch + 1} after step {position + 1}/5" in str(caught.value)
+    assert f"supercon train --resume {run}" in str(caught.value)
+    assert caught.value.exit_code == 130
+    assert not (run / "summary.json").exists()
+    saved = runs.load_checkpoint(run / "checkpoints" / "last.pt")
+    assert saved["scheduler"]["steps_done"] == step
+    summary = api.train(resume=run, log=lambda _: None)
+    assert comparable(runs.read_metrics(run)) == comparable(reference["rows"])
+    assert summary["test_accuracy"] == reference["summary"]["test_accuracy"]
+
+
+def test_checkpoint_restores_state_bit_for_bit(reference: dict) -> None:
+    cfg, run = reference["cfg"], reference["run"]
+    payload = runs.load_checkpoint(run / "checkpoints" / "last.pt")
+    setup = engine.build(cfg)
+    setup.model.load_state_dict(payload["model"])
+    for key, value in setup.model.state_dict().items():
+        assert torch.equal(value, payload["model"][key]), key
+    assert payload["config"] == config_lib.to_dict(cfg)
+    assert payload["scheduler"] == {"steps_done": 3 * 5}
+    assert payload["loader"]["position"] == 0
+    assert payload["progress"]["epochs_done"] == 3
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(
+    reference: dict, tmp_path: Path
+) -> None:
+    cfg = config_lib.load([], {"out": str(tmp_path), "train.epochs": 2}, base=reference["cfg"])
+    run = new_run(cfg)
+    with pytest.MonkeyPatch.context() as patch:
+        SignalOnStep(patch, 5, signal.SIGINT)  # stop at the end of epoch 1
+        with pytest.raises(Interrupted):
+            fit(cfg, run)
+    good = (run / "checkpoints" / "last.pt").read_bytes()
+    # The user edits the run's config to an absurd learning rate and resumes.
+    edited = yaml.safe_load((run / "config.yaml").read_text())
+    edited["schedule"].update(lr_min=1e12, lr_max=1e13)
+    (run / "config.yaml").write_text(yaml.safe_dump(edited))
+    with pytest.raises(TrainingDiverged) as caught:
+        api.train(resume=run, log=lambda _: None)
+    message = str(caught.value)
+    assert "epoch 2" in message and "schedule.lr_max" in message and "find-lr" in message
+    assert caught.value.exit_code == 1 and "\n" not in message
+    assert (run / "checkpoints" / "last.pt").read_bytes() == good
+    assert len(runs.read_metrics(run)) == 1
+
+
+def test_run_directories_are_never_reused(tmp_path: Path) -> None:
+    moment = datetime(2026, 1, 2, 3, 4, 5)
+    first = runs.create(tmp_path, "x", now=moment)
+    second = runs.create(tmp_path, "x", now=moment)
+    assert (first.name, second.name) == ("20260102-030405-x", "20260102-030405-x-2")
+
+
+def test_finished_run_cannot_be_resumed(reference: dict) -> None:
+    with pytest.raises(UsageError, match="has finished"):
+        api.train(resume=reference["run"], log=lambda _: None)
+
+
+def test_resume_refuses_config_changes(reference: dict, tmp_path: Path) -> None:
+    unfinished = new_run(config_lib.load([], {"out": str(tmp_path)}, base=reference["cfg"]))
+    with pytest.raises(UsageError, match=r"only data\.root, train\.device may change"):
+        api.train(resume=unfinished, overrides={"train.epochs": 9})
+
+
+def test_evaluate_reproduces_the_summary(reference: dict, tmp_path: Path) -> None:
+    result = api.evaluate(
+        reference["run"] / "checkpoints" / "last.pt", plot=tmp_path / "c.png", log=lambda _: None
+    )
+    assert result.accuracy == reference["summary"]["test_accuracy"]
+    assert (tmp_path / "c.png").read_bytes().startswith(b"\x89PNG")
+    assert len(result.classes) == 3 and len(result.confusion) == 3
+    total = sum(map(sum, result.confusion))
+    assert total == 24  # 3 classes x 8 test images
+    correct = sum(result.confusion[i][i] for i in range(3))
+    assert correct / total == result.accuracy
+    assert all(0 <= a <= 1 for a in result.class_accuracy)
+
+
+def test_lr_max_auto_runs_the_finder_inside_the_run(reference: dict, tmp_path: Path) -> None:
+    cfg = config_lib.load(
+        [],
+        {"out": str(tmp_path), "schedule.lr_max": "auto", "schedule.lr_min": "auto"},
+        base=reference["cfg"],
+    )
+    summary = api.train(cfg, log=lambda _: None)
+    run = Path(summary["run_dir"])
+    suggested = yaml.safe_load((run / "lr_finder" / "suggested.yaml").read_text())
+    resolved = runs.read_config(run)
+    assert resolved.schedule.lr_max == suggested["schedule"]["lr_max"] == summary["lr_max"]
+    assert resolved.schedule.lr_min == suggested["schedule"]["lr_min"]
+    assert (run / "lr_finder" / "lr_finder.png").is_file()
