@@ -1,0 +1,177 @@
+"""The LR range test: sweep formula, divergence, a problem with a known answer, state restored."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import REPO, tiny_config
+from typer.testing import CliRunner
+
+from cifar_supercon import config as config_lib
+from cifar_supercon import engine, lr_finder
+from cifar_supercon.cli import app
+
+
+def test_exp_sweep_is_geometric() -> None:
+    lrs = lr_finder.sweep(1e-4, 10.0, 6, "exp")
+    assert lrs[0] == pytest.approx(1e-4, rel=1e-12) and lrs[-1] == pytest.approx(10.0, rel=1e-12)
+    ratios = [b / a for a, b in itertools.pairwise(lrs)]
+    assert ratios == pytest.approx([10.0] * 5, rel=1e-12)
+
+
+def test_linear_sweep_is_arithmetic() -> None:
+    assert lr_finder.sweep(0.1, 1.1, 6, "linear") == pytest.approx([0.1, 0.3, 0.5, 0.7, 0.9, 1.1])
+
+
+def test_smoothing_is_a_bias_corrected_ema() -> None:
+    losses = iter([2.0, 1.0, 4.0])
+    curve = lr_finder.range_test(lambda lr: next(losses), [1, 2, 3], smoothing=0.5, diverge=100)
+    # avg_1 = 1, avg_2 = 1, avg_3 = 2.5 divided by 1 - 0.5^k
+    assert curve.smoothed == pytest.approx([2.0, 1.0 / 0.75, 2.5 / 0.875])
+    assert curve.losses == [2.0, 1.0, 4.0] and not curve.diverged
+
+
+def test_divergence_stops_early() -> None:
+    losses = [1.0, 0.9, 0.8, 0.7, 5.0, 50.0, 500.0, 1.0, 1.0]
+    curve = lr_finder.range_test(lambda lr: losses[lr], range(9), smoothing=0.0, diverge=4.0)
+    assert curve.diverged and curve.lrs == [0, 1, 2, 3, 4]  # 5.0 > 4 x 0.7
+    nan_curve = lr_finder.range_test(lambda lr: math.nan, range(9), smoothing=0.5, diverge=4.0)
+    assert nan_curve.diverged and len(nan_curve.lrs) == 1
+
+
+def test_suggestions_on_a_known_shape() -> None:
+    # A falling loss with its steepest descent at lr = 1e-2 and its minimum at lr = 1e-1.
+    lrs = [10 ** (-4 + i * 0.05) for i in range(81)]  # 1e-4 .. 1e0
+    logs = [math.log10(lr) for lr in lrs]
+    smoothed = [2 - math.tanh(2 * (x + 2)) + max(0.0, x + 1) ** 2 * 20 for x in logs]
+    found = lr_finder.suggest(lrs, smoothed)
+    assert found["steepest"] == pytest.approx(1e-2, rel=0.15)
+    assert found["minimum"] == pytest.approx(1e-1 / 10, rel=0.15)
+    assert 1e-3 < found["valley"] < 1e-1
+    assert lr_finder.suggest([1, 2], [1.0, 0.5]) == dict.fromkeys(lr_finder.METHODS)
+
+
+class LeastSquares:
+    """Full-batch gradient descent on 0.5 mean (Xw - y)^2; diverges exactly above 2 / L.
+
+    L is the largest eigenvalue of the Hessian X^T X / n, set to 1 here, with the others
+    spread over three decades like a real network's curvature.
+    """
+
+    def __init__(self, n: int = 256, d: int = 20) -> None:
+        generator = torch.Generator().manual_seed(0)
+        rotation, _ = torch.linalg.qr(torch.randn(d, d, dtype=torch.float64, generator=generator))
+        columns, _ = torch.linalg.qr(torch.randn(n, d, dtype=torch.float64, generator=generator))
+        eigenvalues = torch.logspace(0, -3, d, dtype=torch.float64)
+        self.x = columns * math.sqrt(n) @ torch.diag(eigenvalues.sqrt()) @ rotation.T
+        self.y = self.x @ torch.randn(d, dtype=torch.float64, generator=generator)
+        self.w = torch.zeros(d, dtype=torch.float64)
+        self.largest_eigenvalue = torch.linalg.eigvalsh(self.x.T @ self.x / n).max().item()
+
+    def train_once(self, lr: float) -> float:
+        residual = self.x @ self.w - self.y
+        loss = 0.5 * (residual @ residual).item() / len(self.y)
+        self.w = self.w - lr * (self.x.T @ residual) / len(self.y)
+        return loss
+
+
+def test_least_squares_stop_point_and_suggestions() -> None:
+    """Stated factors: the sweep stops within 10x above 2/L; every suggestion lies in
+    [2/L / 30, 2/L], i.e. stable, and not absurdly small."""
+    problem = LeastSquares()
+    assert problem.largest_eigenvalue == pytest.approx(1.0)
+    limit = 2 / problem.largest_eigenvalue
+    lrs = lr_finder.sweep(1e-3 * limit, 1e2 * limit, 100, "exp")
+    curve = lr_finder.range_test(problem.train_once, lrs, smoothing=0.95, diverge=4.0)
+    assert curve.diverged
+    assert limit < curve.lrs[-1] < 10 * limit
+    for method, lr in lr_finder.suggest(curve.lrs, curve.smoothed).items():
+        assert lr is not None and limit / 30 <= lr <= limit, method
+
+
+@pytest.fixture
+def setup(image_folder: Path, tmp_path: Path) -> engine.Setup:
+    cfg = tiny_config(image_folder, tmp_path, finder={"num_iters": 12, "end_lr": 100.0})
+    built = engine.build(cfg)
+    # A few real steps first, so that momentum buffers and BN statistics are not trivial.
+    for (x, y), _ in zip(built.train_loader, range(3), strict=False):
+        built.train_step(x, y)
+    return built
+
+
+def test_state_is_restored_bit_for_bit(setup: engine.Setup) -> None:
+    model_before = {k: v.clone() for k, v in setup.model.state_dict().items()}
+    optimizer_before = setup.optimizer.state_dict()
+    momentum_before = {
+        k: v["momentum_buffer"].clone() for k, v in optimizer_before["state"].items()
+    }
+    groups_before = [
+        {k: v for k, v in g.items() if k != "params"} for g in optimizer_before["param_groups"]
+    ]
+    loader_before = setup.train_loader.state_dict()
+    position_before = setup.train_loader.position
+    rng_before = torch.get_rng_state()
+
+    report = lr_finder.find_in_setup(setup)
+    assert len(report.curves[0].lrs) > 3  # it really trained
+
+    for key, value in setup.model.state_dict().items():
+        assert torch.equal(value, model_before[key]), key  # weights and BN buffers
+    after = setup.optimizer.state_dict()
+    for key, buffer in momentum_before.items():
+        assert torch.equal(after["state"][key]["momentum_buffer"], buffer)
+    assert [{k: v for k, v in g.items() if k != "params"} for g in after["param_groups"]] == (
+        groups_before
+    )
+    loader_after = setup.train_loader.state_dict()
+    assert torch.equal(loader_after["generator"], loader_before["generator"])
+    assert setup.train_loader.position == position_before
+    assert torch.equal(torch.get_rng_state(), rng_before)
+
+
+def test_weight_decay_sweep_starts_each_from_the_same_state(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    cfg = tiny_config(
+        image_folder, tmp_path, finder={"num_iters": 10, "weight_decays": [1e-3, 0.0, 5e-4]}
+    )
+    setup = engine.build(cfg)
+    report = lr_finder.find_in_setup(setup)
+    assert [c.weight_decay for c in report.curves] == [1e-3, 0.0, 5e-4]
+    assert report.chosen == 2  # the configured 5e-4
+    first_losses = {c.losses[0] for c in report.curves}
+    assert len(first_losses) == 1  # same start state, same first batch: same first loss
+    assert report.lr_min == pytest.approx(report.lr_max / 10, rel=1e-2)
+    files = lr_finder.write_outputs(report, cfg, tmp_path / "out")
+    lines = files["csv"].read_text().splitlines()
+    assert lines[0] == "lr,loss,smoothed_loss,weight_decay"
+    assert len(lines) == 1 + sum(len(c.lrs) for c in report.curves)
+    fragment = yaml.safe_load(files["yaml"].read_text())
+    assert fragment == {
+        "schedule": {"lr_max": report.lr_max, "lr_min": report.lr_min},
+        "optim": {"weight_decay": 5e-4},
+    }
+
+
+def test_find_lr_command_writes_a_usable_suggestion(image_folder: Path, tmp_path: Path) -> None:
+    config = tmp_path / "tiny.yaml"
+    cfg = tiny_config(image_folder, tmp_path / "runs", finder={"num_iters": 15})
+    config.write_text(config_lib.to_yaml(cfg))
+    result = CliRunner().invoke(app, ["find-lr", "--config", str(config), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "suggested: lr_max = " in result.stdout
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name.endswith("-tiny-find-lr")
+    assert (run / "lr_finder.png").read_bytes().startswith(b"\x89PNG")
+    header = (run / "lr_finder.csv").read_text().splitlines()[0]
+    assert header == "lr,loss,smoothed_loss"
+    # train accepts the fragment on top of the assignment config
+    merged = config_lib.load([REPO / "configs" / "default.yaml", run / "suggested.yaml"])
+    fragment = yaml.safe_load((run / "suggested.yaml").read_text())
+    assert merged.schedule.lr_max == fragment["schedule"]["lr_max"]
+    assert merged.schedule.lr_min == fragment["schedule"]["lr_min"] < merged.schedule.lr_max
