@@ -43,7 +43,9 @@ class _OneLineErrors(TyperGroup):
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
         except ClickException as e:
-            where = e.ctx.command_path if getattr(e, "ctx", None) else "supercon"  # type: ignore[attr-defined]
+            ctx = getattr(e, "ctx", None)
+            # "supercon <subcommand>", whatever name the program was started under
+            where = " ".join(["supercon", *(ctx.command_path.split()[1:] if ctx else [])])
             _error(f"{where}: {e.format_message()} (see {where} --help)")  # type: ignore[attr-defined]
             code = e.exit_code  # type: ignore[attr-defined]
         except typer.Abort:

@@ -38,14 +38,15 @@ TWO_BOUND_POLICIES = ("one_cycle", "triangular", "triangular2", "exp_range")
 def _positive_or_auto(value: Any) -> float | str:
     if value == AUTO:
         return AUTO
+    problem = "expected a positive number or 'auto'"
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(f"expected a positive number or 'auto', got {value!r}")
+        raise ValueError(problem)
     try:
         number = float(value)
     except ValueError:
-        raise ValueError(f"expected a positive number or 'auto', got {value!r}") from None
-    if not number > 0 or number == float("inf"):
-        raise ValueError(f"expected a positive number or 'auto', got {value!r}")
+        raise ValueError(problem) from None
+    if not 0 < number < float("inf"):
+        raise ValueError(problem)
     return number
 
 

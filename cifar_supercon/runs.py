@@ -62,6 +62,7 @@ def create(out: Path, name: str, now: datetime | None = None) -> Path:
 
 def write_text(path: Path, text: str) -> None:
     """Write through a temporary file and a rename: readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)

@@ -16,6 +16,7 @@ from typing import Literal, NamedTuple, Protocol
 import torch
 
 from .config import ScheduleConfig
+from .errors import ConfigError
 
 
 class LrMomentum(NamedTuple):
@@ -173,9 +174,19 @@ def build(cfg: ScheduleConfig, epochs: int, steps_per_epoch: int) -> Schedule:
         return round(epochs_ * steps_per_epoch)
 
     if cfg.policy == "one_cycle":
+        total, peak_step = epochs * steps_per_epoch, steps(cfg.peak_epoch) - 1
+        last_peak = total - 2 - steps(cfg.annihilation_epochs)
+        if not 0 < peak_step <= last_peak:
+            # The config checks epochs; in steps, a peak in the first or last step is still void.
+            raise ConfigError(
+                [
+                    f"schedule.peak_epoch: {cfg.peak_epoch:g} puts the peak at step {peak_step}, "
+                    f"outside 1..{last_peak} ({steps_per_epoch} steps per epoch)"
+                ]
+            )
         return OneCycle(
-            total_steps=epochs * steps_per_epoch,
-            peak_step=steps(cfg.peak_epoch) - 1,  # the last step of the peak epoch
+            total_steps=total,
+            peak_step=peak_step,  # the last step of the peak epoch
             lr_min=cfg.lr_min,
             lr_max=cfg.lr_max,
             annihilation_steps=steps(cfg.annihilation_epochs),

@@ -1,0 +1,471 @@
+"""Every row of docs/errors.md through the CLI: exit code, one line naming it, no traceback.
+
+Plus durability: training subprocesses killed at random points resume to the same final metrics,
+and a checkpoint write killed half-way leaves the previous checkpoint loadable.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+import yaml
+from conftest import REPO, tiny_config, write_image_folder
+from PIL import Image
+from typer.testing import CliRunner
+
+from cifar_supercon import api, runs
+from cifar_supercon import config as config_lib
+from cifar_supercon.cli import app
+
+
+@dataclass
+class Case:
+    """One row of docs/errors.md: a command line (built in a prepared folder) and its answer."""
+
+    args: Callable[[Path, Path], list[str]]  # (workspace, tiny config path) -> argv
+    code: int
+    message: str  # must appear in stderr
+    lines: int = 1  # stderr lines (config errors: one per problem)
+    prepare: Callable[[Path, pytest.MonkeyPatch], None] = lambda ws, mp: None
+
+
+def files(ws: Path, **contents: str) -> None:
+    for name, text in contents.items():
+        (ws / name).write_text(text)
+
+
+def broken_folder(kind: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    def prepare(ws: Path, _: pytest.MonkeyPatch) -> None:
+        root = write_image_folder(ws / "bad", train_per_class=2, test_per_class=1)
+        if kind == "empty class":
+            for f in (root / "train" / "boat").iterdir():
+                f.unlink()
+        elif kind == "corrupt":
+            (root / "train" / "boat" / "boat_0000.png").write_bytes(b"\x89PNG not really")
+        elif kind == "mixed sizes":
+            Image.new("RGB", (28, 28)).save(root / "test" / "cloud" / "cloud_0000.png")
+        elif kind == "no test split":
+            for f in sorted((root / "test").rglob("*"), reverse=True):
+                f.unlink() if f.is_file() else f.rmdir()
+            (root / "test").rmdir()
+        elif kind == "no classes":
+            for split in ("train", "test"):
+                for f in sorted((root / split).rglob("*"), reverse=True):
+                    f.unlink() if f.is_file() else f.rmdir()
+
+    return prepare
+
+
+def tiny_run(ws: Path, config: Path, finished: bool) -> Path:
+    """A run of the tiny config: finished, or stopped after its first epoch."""
+    cfg = config_lib.load([config], {"train.epochs": 2})
+    if finished:
+        return Path(api.train(cfg, log=lambda _: None)["run_dir"])
+    run = runs.create(cfg.out, cfg.name)
+    runs.write_config(run, cfg)
+    return run
+
+
+def finished_run(ws: Path, _: pytest.MonkeyPatch) -> None:
+    tiny_run(ws, ws / "tiny.yaml", finished=True).rename(ws / "finished")
+
+
+def width_changed_run(ws: Path, _: pytest.MonkeyPatch) -> None:
+    run = tiny_run(ws, ws / "tiny.yaml", finished=True)
+    (run / "summary.json").unlink()  # as if it stopped before the end
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["model"]["width"] = 8
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    run.rename(ws / "edited")
+
+
+def pickled_payload(ws: Path, _: pytest.MonkeyPatch) -> None:
+    torch.save({"format": 1, "model": Payload(ws / "pwned")}, ws / "evil.pt")
+
+
+class Payload:
+    """Unpickling this would create a file: the loader must refuse before that happens."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def offline(ws: Path, mp: pytest.MonkeyPatch) -> None:
+    (ws / "empty").mkdir()
+    # Nothing listens on port 9 of this machine: the download fails at once, online or not.
+    mp.setattr(torchvision.datasets.CIFAR10, "url", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+
+
+def no_gpu(ws: Path, mp: pytest.MonkeyPatch) -> None:
+    mp.setattr(torch.cuda, "is_available", lambda: False)
+
+
+def truncated_checkpoint(ws: Path, _: pytest.MonkeyPatch) -> None:
+    run = tiny_run(ws, ws / "tiny.yaml", finished=True)
+    data = (run / "checkpoints" / "last.pt").read_bytes()
+    (ws / "truncated.pt").write_bytes(data[: len(data) // 2])
+
+
+def show(ws: Path, *args: str) -> list[str]:
+    return ["config", "show", *args]
+
+
+def train(ws: Path, config: Path, *args: str) -> list[str]:
+    return ["train", "--config", str(config), "--no-progress", *args]
+
+
+CASES = {
+    # config and usage: exit 2
+    "config: missing file": Case(
+        lambda ws, c: show(ws, "--config", str(ws / "nope.yaml")),
+        2,
+        "nope.yaml: config file not found",
+    ),
+    "config: not YAML": Case(
+        lambda ws, c: show(ws, "--config", str(ws / "broken.yaml")),
+        2,
+        "broken.yaml: line 3: not valid YAML",
+        prepare=lambda ws, _: files(ws, **{"broken.yaml": "train:\n  epochs: [1,\n"}),
+    ),
+    "config: not a mapping": Case(
+        lambda ws, c: show(ws, "--config", str(ws / "list.yaml")),
+        2,
+        "list.yaml: the top level must be a mapping",
+        prepare=lambda ws, _: files(ws, **{"list.yaml": "- 1\n"}),
+    ),
+    "config: unknown key": Case(
+        lambda ws, c: show(ws, "--set", "schedule.lr_mx=0.3"),
+        2,
+        "--set: schedule.lr_mx: unknown key (did you mean 'lr_max'?)",
+    ),
+    "config: wrong type": Case(
+        lambda ws, c: show(ws, "--set", "train.epochs=many"),
+        2,
+        "--set: train.epochs: input should be a valid integer",
+    ),
+    "config: lr <= 0": Case(
+        lambda ws, c: show(ws, "--lr-max", "0"),
+        2,
+        "--lr-max: schedule.lr_max: expected a positive number or 'auto' (got 0)",
+    ),
+    "config: lr_min >= lr_max": Case(
+        lambda ws, c: show(ws, "--lr-min", "0.5", "--lr-max", "0.4"),
+        2,
+        "schedule.lr_min: must be less than schedule.lr_max (0.4), got 0.5",
+    ),
+    "config: peak_epoch outside (0, epochs)": Case(
+        lambda ws, c: show(ws, "--peak-epoch", "30"),
+        2,
+        "--peak-epoch: schedule.peak_epoch: must be between 0 and train.epochs (24), exclusive",
+    ),
+    "config: epochs < 1": Case(
+        lambda ws, c: show(ws, "--epochs", "0"),
+        2,
+        "--epochs: train.epochs: input should be greater than or equal to 1",
+    ),
+    "config: batch size < 1": Case(
+        lambda ws, c: show(ws, "--batch-size", "0"),
+        2,
+        "--batch-size: train.batch_size: input should be greater than or equal to 1",
+    ),
+    "config: batch size larger than the training set": Case(
+        lambda ws, c: train(ws, c, "--batch-size", "1000"),
+        2,
+        "train.batch_size: 1000 is larger than the training set (72 images)",
+    ),
+    "config: cutout outside [0, 32]": Case(
+        lambda ws, c: show(ws, "--set", "data.cutout=40"),
+        2,
+        "--set: data.cutout: input should be less than or equal to 32",
+    ),
+    "config: momentum outside (0, 1)": Case(
+        lambda ws, c: show(ws, "--set", "schedule.momentum_max=1"),
+        2,
+        "--set: schedule.momentum_max: input should be less than 1",
+    ),
+    "config: unknown policy": Case(
+        lambda ws, c: show(ws, "--set", "schedule.policy=zigzag"),
+        2,
+        "--set: schedule.policy: input should be 'one_cycle', 'triangular'",
+    ),
+    "config: unknown source": Case(
+        lambda ws, c: show(ws, "--set", "data.source=s3"),
+        2,
+        "--set: data.source: input should be 'auto', 'cifar10' or 'folder'",
+    ),
+    "config: unknown device": Case(
+        lambda ws, c: show(ws, "--device", "tpu"),
+        2,
+        "--device: train.device: input should be 'auto', 'cpu' or 'cuda'",
+    ),
+    "config: malformed --set": Case(
+        lambda ws, c: show(ws, "--set", "epochs"),
+        2,
+        "--set 'epochs': expected KEY=VALUE with a dotted key",
+    ),
+    "config: key set twice": Case(
+        lambda ws, c: show(ws, "--set", "train.epochs=3", "--epochs", "4"),
+        2,
+        "--epochs: train.epochs: conflicts with --set train.epochs=3",
+    ),
+    "config: several problems at once": Case(
+        lambda ws, c: show(ws, "--set", "train.epochs=0", "--set", "data.cutout=99"),
+        2,
+        "--set: data.cutout: input should be less than or equal to 32",
+        lines=2,
+    ),
+    "usage: unknown option": Case(
+        lambda ws, c: ["train", "--bogus"], 2, "supercon train: No such option: --bogus"
+    ),
+    "usage: option value of the wrong type": Case(
+        lambda ws, c: ["train", "--epochs", "ten"], 2, "Invalid value for '--epochs'"
+    ),
+    "usage: --device cuda without a GPU": Case(
+        lambda ws, c: train(ws, c, "--device", "cuda"),
+        2,
+        "--device cuda: no CUDA GPU is available",
+        prepare=no_gpu,
+    ),
+    "config: peak epoch rounds to no step": Case(
+        lambda ws, c: ["plot-schedule", "--peak-epoch", "0.005", "--out", str(ws / "s.png")],
+        2,
+        "schedule.peak_epoch: 0.005 puts the peak at step -1, outside 1..2350",
+    ),
+    "usage: --cycles with a one-cycle policy": Case(
+        lambda ws, c: ["plot-schedule", "--cycles", "2", "--out", str(ws / "s.png")],
+        2,
+        "--cycles 2: only for the cyclical policies",
+    ),
+    # data: exit 1
+    "data: missing root": Case(
+        lambda ws, c: train(ws, c, "--data-dir", str(ws / "nowhere")),
+        1,
+        "nowhere does not exist",
+    ),
+    "data: download impossible (offline)": Case(
+        lambda ws, c: train(ws, c, "--set", "data.source=auto", "--data-dir", str(ws / "empty")),
+        1,
+        "could not download CIFAR-10 to",
+        prepare=offline,
+    ),
+    "data: folder without classes": Case(
+        lambda ws, c: train(ws, c, "--data-dir", str(ws / "bad")),
+        1,
+        "train: no class folders",
+        prepare=broken_folder("no classes"),
+    ),
+    "data: empty class": Case(
+        lambda ws, c: train(ws, c, "--data-dir", str(ws / "bad")),
+        1,
+        "bad/train/boat: no PNG or JPEG images in this class folder",
+        prepare=broken_folder("empty class"),
+    ),
+    "data: corrupt image": Case(
+        lambda ws, c: train(ws, c, "--data-dir", str(ws / "bad")),
+        1,
+        "bad/train/boat/boat_0000.png: cannot decode the image",
+        prepare=broken_folder("corrupt"),
+    ),
+    "data: mixed sizes": Case(
+        lambda ws, c: train(ws, c, "--data-dir", str(ws / "bad")),
+        1,
+        "cloud_0000.png: image is 28x28, expected 32x32",
+        prepare=broken_folder("mixed sizes"),
+    ),
+    "data: missing test split": Case(
+        lambda ws, c: train(ws, c, "--data-dir", str(ws / "bad")),
+        1,
+        "bad/test: missing",
+        prepare=broken_folder("no test split"),
+    ),
+    # runs and checkpoints
+    "runs: output folder not writable": Case(
+        lambda ws, c: train(ws, c, "--out", str(ws / "a-file" / "runs")),
+        1,
+        "a-file/runs: cannot create a run directory here",
+        prepare=lambda ws, _: files(ws, **{"a-file": "not a folder"}),
+    ),
+    "runs: --resume of a folder that is not a run": Case(
+        lambda ws, c: ["train", "--resume", str(ws)], 2, "not a run directory (no config.yaml)"
+    ),
+    "runs: resuming a finished run": Case(
+        lambda ws, c: ["train", "--resume", str(ws / "finished")],
+        2,
+        "this run has finished (summary.json exists)",
+        prepare=finished_run,
+    ),
+    "runs: checkpoint of another width": Case(
+        lambda ws, c: ["train", "--resume", str(ws / "edited"), "--no-progress"],
+        1,
+        "checkpoint does not fit: model.width is 4 in the checkpoint, 8 in the config",
+        prepare=width_changed_run,
+    ),
+    "runs: truncated checkpoint": Case(
+        lambda ws, c: ["evaluate", str(ws / "truncated.pt")],
+        1,
+        "truncated.pt: truncated or corrupt checkpoint",
+        prepare=truncated_checkpoint,
+    ),
+    "runs: missing checkpoint": Case(
+        lambda ws, c: ["evaluate", str(ws / "none.pt")], 1, "none.pt: no such checkpoint file"
+    ),
+    "runs: checkpoint with a code-running pickle": Case(
+        lambda ws, c: ["evaluate", str(ws / "evil.pt")],
+        1,
+        "evil.pt: refused: the file holds pickled objects that could run code",
+        prepare=pickled_payload,
+    ),
+    "runs: training loss not finite": Case(
+        lambda ws, c: train(ws, c, "--lr-min", "1e12", "--lr-max", "1e13"),
+        1,
+        "lower schedule.lr_max (now 1e+13) or run `supercon find-lr`",
+    ),
+}
+
+
+@pytest.fixture
+def workspace(image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cfg = tiny_config(image_folder, tmp_path / "runs", train={"epochs": 2})
+    (tmp_path / "tiny.yaml").write_text(config_lib.to_yaml(cfg))
+    monkeypatch.chdir(tmp_path)  # plot-schedule and friends write here, not into the repo
+    return tmp_path
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_error_row(name: str, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    case = CASES[name]
+    case.prepare(workspace, monkeypatch)
+    result = CliRunner().invoke(app, case.args(workspace, workspace / "tiny.yaml"))
+    stderr = result.stderr
+    assert result.exit_code == case.code, (result.exit_code, stderr, result.stdout)
+    assert case.message in stderr, stderr
+    assert "Traceback" not in stderr and "Traceback" not in result.stdout
+    lines = stderr.strip().splitlines()
+    assert len(lines) == case.lines, lines
+    assert all(line.startswith("error: ") for line in lines)
+    assert not (workspace / "pwned").exists()  # no pickled code ever ran
+
+
+def test_errors_doc_lists_every_row() -> None:
+    table = (REPO / "docs" / "errors.md").read_text()
+    for name, case in CASES.items():
+        assert f"| {name} | {case.code} |" in table, name
+
+
+def test_debug_shows_the_traceback(workspace: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["train", "--config", str(workspace / "tiny.yaml"), "--data-dir", "x", "--debug"]
+    )
+    assert result.exit_code == 1
+    assert result.exception is not None and "does not exist" in str(result.exception)
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cifar_supercon", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def comparable_metrics(run: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in runs.read_metrics(run)]
+
+
+def test_sigint_saves_and_exits_130(image_folder: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(image_folder, tmp_path / "runs", train={"epochs": 30})
+    (tmp_path / "tiny.yaml").write_text(config_lib.to_yaml(cfg))
+    process = run_cli("train", "--config", "tiny.yaml", "--no-progress", cwd=tmp_path)
+    wait_for(lambda: any((tmp_path / "runs").glob("*/metrics.csv")))
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    (run,) = (tmp_path / "runs").iterdir()
+    assert err.strip().splitlines() == [
+        next(line for line in err.splitlines() if "resume with" in line)
+    ]
+    assert f"supercon train --resume {run}" in err
+    assert "Traceback" not in err
+    assert runs.load_checkpoint(run / "checkpoints" / "last.pt")["scheduler"]["steps_done"] > 0
+
+
+def test_random_kills_resume_to_the_same_metrics(image_folder: Path, tmp_path: Path) -> None:
+    """SIGKILL (no chance to save) at random moments, three times; each resume continues from
+    the last checkpoint that landed, and the final metrics equal an uninterrupted run's."""
+    cfg = tiny_config(image_folder, tmp_path / "runs", train={"epochs": 8})
+    (tmp_path / "tiny.yaml").write_text(config_lib.to_yaml(cfg))
+    reference = Path(api.train(cfg, log=lambda _: None)["run_dir"])
+
+    process = run_cli("train", "--config", "tiny.yaml", "--no-progress", cwd=tmp_path)
+    wait_for(lambda: len(list((tmp_path / "runs").glob("*/config.yaml"))) == 2)
+    (run,) = [p.parent for p in (tmp_path / "runs").glob("*/config.yaml") if p.parent != reference]
+    chooser = random.Random(os.getpid())
+    kills = 0
+    last = run / "checkpoints" / "last.pt"
+    wait_for(last.exists)
+    while process.poll() is None or process.returncode != 0:
+        if process.poll() is None and kills < 3:
+            time.sleep(chooser.uniform(0.0, 1.5))
+            process.kill()
+            process.wait()
+            kills += 1
+        process = run_cli("train", "--resume", str(run), "--no-progress", cwd=tmp_path)
+        process.wait(timeout=300)
+        if process.returncode == 0:
+            break
+        assert process.returncode == -signal.SIGKILL, process.stderr.read()
+    assert kills >= 1
+    assert comparable_metrics(run) == comparable_metrics(reference)
+    assert (run / "summary.json").is_file()
+
+
+WRITER = """
+import sys, torch
+from pathlib import Path
+from cifar_supercon import runs
+path, i = Path(sys.argv[1]), 0
+big = torch.arange(4_000_000, dtype=torch.float32)
+while True:
+    i += 1
+    runs.save_checkpoint(path, {"i": i, "weights": big + i})
+    print(i, flush=True)
+"""
+
+
+def test_a_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    chooser = random.Random(1)
+    for _ in range(4):
+        process = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True
+        )
+        assert process.stdout is not None
+        process.stdout.readline()  # at least one checkpoint landed
+        time.sleep(chooser.uniform(0.0, 0.3))  # most of the time is spent inside a write
+        process.kill()
+        process.wait()
+        saved = runs.load_checkpoint(path)
+        assert torch.equal(saved["weights"], torch.arange(4_000_000.0) + saved["i"])
