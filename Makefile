@@ -24,8 +24,8 @@ lint: install  ## ruff check + ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint  ## lint, then the test suite
-	$(BIN)/python -m pytest -q
+test: lint  ## lint, then the test suite (pytest's 5, "no tests collected", is not a failure)
+	$(BIN)/python -m pytest -q || [ $$? -eq 5 ]
 
 train: install  ## the assignment run: make train [CONFIG=...] [DATA_DIR=...] [ARGS="--epochs 24"]
 	$(BIN)/supercon train --config $(CONFIG) --data-dir $(DATA_DIR) $(ARGS)
