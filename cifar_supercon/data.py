@@ -7,6 +7,7 @@ second load reads one file instead of decoding 60,000 images.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import os
@@ -57,19 +58,33 @@ class Dataset:
 def load_dataset(cfg: DataConfig, seed: int, log: Log = lambda _: None) -> Dataset:
     """The configured source, decoded (or read from the cache), with subsets applied."""
     root = Path(cfg.root)
-    source = cfg.source if cfg.source != "auto" else detect_source(root)
-    if source == "folder":
-        listing = _list_folder(root)
-        files = listing["train"] + listing["test"]
-        dataset = _cached(root, "folder", files, lambda: _decode_folder(root, listing, log), log)
-    else:
-        dataset = _load_cifar10(root, cfg.download, log)
+    kind = cfg.source if cfg.source != "auto" else detect_source(root)
+    if kind == "cifar10" and not (root / CIFAR_FOLDER).is_dir():
+        if not cfg.download:
+            raise DataError(
+                f"{root / CIFAR_FOLDER}: not found and data.download is false; set --data-dir to "
+                "a folder holding cifar-10-batches-py or train/<class>/ and test/<class>/ images"
+            )
+        _download_cifar10(root, log)
+    files, listing = _source_files(root, kind)
+    decode = (
+        (lambda: _decode_folder(root, listing, log)) if listing else lambda: _read_cifar10(root)
+    )
+    dataset = _cached(cache_file(root, kind, files), decode, f"{kind} at {root}", log)
     train, test = dataset.train, dataset.test
     if cfg.train_subset is not None:
         train = train.subset(stratified_subset(train.labels, cfg.train_subset, seed, "train"))
     if cfg.test_subset is not None:
         test = test.subset(stratified_subset(test.labels, cfg.test_subset, seed, "test"))
     return Dataset(train, test, dataset.classes, dataset.description)
+
+
+def _source_files(root: Path, kind: str) -> tuple[list[SourceFile], Listing | None]:
+    """The files a source is decoded from (and, for a folder, their split and class)."""
+    if kind == "folder":
+        listing = _list_folder(root)
+        return listing["train"] + listing["test"], listing
+    return _scan(root / CIFAR_FOLDER, 0, lambda name: "_batch" in name), None
 
 
 def detect_source(root: Path) -> str:
@@ -203,19 +218,6 @@ def _decode_folder(root: Path, listing: Listing, log: Log) -> tuple[Split, Split
 # CIFAR-10 through torchvision (download, md5 check)
 
 
-def _load_cifar10(root: Path, download: bool, log: Log) -> Dataset:
-    folder = root / CIFAR_FOLDER
-    if not folder.is_dir():
-        if not download:
-            raise DataError(
-                f"{folder}: not found and data.download is false; set --data-dir to a folder "
-                "holding cifar-10-batches-py or train/<class>/ and test/<class>/ images"
-            )
-        _download_cifar10(root, log)
-    files = _scan(folder, 0, lambda name: "_batch" in name)
-    return _cached(root, "cifar10", files, lambda: _read_cifar10(root), log)
-
-
 def _download_cifar10(root: Path, log: Log) -> None:
     from torchvision.datasets import CIFAR10
 
@@ -250,22 +252,28 @@ def _read_cifar10(root: Path) -> tuple[Split, Split, tuple[str, ...]]:
 # Cache: one .pt file per source, keyed by the files it was decoded from
 
 
-def cache_key(kind: str, files: list[SourceFile]) -> str:
+def cache_file(root: Path, kind: str, files: list[SourceFile] | None = None) -> Path:
+    """Where the decoded tensors of these source files are cached.
+
+    The key covers each file's name (relative to the root: `data` and `/abs/path/data` share a
+    cache), class, size and mtime: any change to the files means a new decode.
+    """
+    if files is None:
+        files, _ = _source_files(root, kind)
+    start = len(str(root))  # every listed path was built by joining onto str(root)
     lines = [f"{kind}:{CACHE_FORMAT}"] + [
-        f"{f.path}:{f.label}:{f.size}:{f.mtime_ns}" for f in files
+        f"{f.path[start:]}:{f.label}:{f.size}:{f.mtime_ns}" for f in files
     ]
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+    key = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+    return root / CACHE_FOLDER / f"{kind}-{key}.pt"
 
 
 def _cached(
-    root: Path,
-    kind: str,
-    files: list[SourceFile],
+    path: Path,
     decode: Callable[[], tuple[Split, Split, tuple[str, ...]]],
+    description: str,
     log: Log,
 ) -> Dataset:
-    path = root / CACHE_FOLDER / f"{kind}-{cache_key(kind, files)}.pt"
-    description = f"{kind} at {root}"
     if path.is_file():
         try:
             saved = torch.load(path, weights_only=True)
@@ -285,11 +293,16 @@ def _cached(
         "test_labels": test.labels,
         "classes": list(classes),
     }
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
     try:
         path.parent.mkdir(exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
         torch.save(payload, tmp)
         os.replace(tmp, path)
-    except OSError as e:  # a read-only data folder still trains, only slower to start
-        log(f"not caching decoded images ({e.strerror}: {path.parent})")
+    # A read-only data folder still trains, only slower to start. torch.save reports a file it
+    # cannot open or write (read-only folder, full disk) as RuntimeError, not OSError.
+    except (OSError, RuntimeError) as e:
+        reason = getattr(e, "strerror", None) or str(e).strip().split("\n")[0] or type(e).__name__
+        log(f"not caching decoded images ({reason}: {path.parent})")
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # no half-written file left behind
     return Dataset(train, test, classes, description)

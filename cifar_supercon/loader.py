@@ -1,9 +1,15 @@
-"""Device-resident loaders: the whole split lives on the training device as uint8.
+"""Device-resident loaders: the whole split lives on the training device.
 
-No DataLoader and no per-image Python: each epoch draws a permutation and every augmentation
-parameter at once from the loader's own generator, and each batch is a few tensor ops. Because an
-epoch's randomness is a function of the generator state at its start, a checkpoint stores that
-state and the number of batches served, and a resumed run gets exactly the same batches.
+No DataLoader and no per-image Python. Each epoch draws a permutation and every augmentation
+parameter at once from the loader's own generator. Because an epoch's randomness is a function of
+the generator state at its start, a checkpoint stores that state and the number of batches served,
+and a resumed run gets exactly the same batches.
+
+Each training batch is ONE gather: the training set is padded and normalised once, in the batch
+dtype and channels-last order, and every output pixel's source index folds in the image, the crop
+offset, the flip and the Cutout square (whose pixels read a trailing row of 0.0, the mean after
+normalisation). Normalising first gives bit-identical values to normalising each cropped batch, at
+the cost of holding the padded set as floats (50,000 images: 480 MB in bf16, 960 MB in fp32).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .augment import AugmentPlan, crop, cutout_mask, draw_plan, flip, pad
+from .augment import AugmentPlan, cutout_mask, draw_plan, pad
 from .config import DataConfig
 from .data import Split
 
@@ -77,15 +83,28 @@ class TrainLoader:
         self.augment = augment
         self.batch_size = batch_size
         self.normalizer = normalizer
-        self.dtype, self.channels_last, self.drop_last = dtype, channels_last, drop_last
-        # Padded once, on the device: the crop of each batch is then a gather.
-        self.padded = pad(split.images.to(device), augment.pad, augment.pad_mode)
+        self.channels_last, self.drop_last = channels_last, drop_last
+        self.size = split.images.shape[-1]
+        self.padded_size = self.size + 2 * augment.pad
+        self.pixels = self._pixel_table(split.images.to(device), augment, normalizer, dtype)
         self.labels = split.labels.to(device)
         self.generator = torch.Generator(device).manual_seed(seed)
         self._epoch_start_state = self.generator.get_state()
         self._order: torch.Tensor | None = None
         self._plan: AugmentPlan | None = None
         self.position = 0  # batches of the current epoch already served
+
+    def _pixel_table(
+        self, images: torch.Tensor, augment: DataConfig, normalizer: Normalizer, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """Padded, normalised pixels as rows of C channels, (N * H * W + 1, C); last row 0.0."""
+        n, side, channels = len(images), self.padded_size, images.shape[1]
+        pixels = torch.zeros(n * side * side + 1, channels, dtype=dtype, device=images.device)
+        table = pixels[:-1].view(n, side, side, channels)
+        for start in range(0, n, 4096):  # in chunks: no full-size float32 temporaries
+            chunk = pad(images[start : start + 4096], augment.pad, augment.pad_mode)
+            table[start : start + 4096] = normalizer(chunk).permute(0, 2, 3, 1)
+        return pixels
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -116,15 +135,19 @@ class TrainLoader:
             yield self._augment(index, plan), self.labels[index]
 
     def _augment(self, index: torch.Tensor, plan: AugmentPlan) -> torch.Tensor:
-        # crop -> flip on uint8 (4x less memory traffic), then normalise and cut out: the
-        # Cutout square is filled with 0, which after normalisation is the training-set mean.
-        x = crop(self.padded[index], plan.offsets)
-        x = self.normalizer(flip(x, plan.flips))
+        """pad -> crop -> flip -> normalise -> Cutout, as one gather (see the module docstring)."""
+        size, side = self.size, self.padded_size
+        span = torch.arange(size, device=index.device)
+        rows = plan.offsets[:, 0:1] + span  # (B, size): source row of each output row
+        columns = plan.offsets[:, 1:2] + torch.where(plan.flips[:, None], size - 1 - span, span)
+        first_of_row = (index[:, None] * side + rows) * side
+        source = first_of_row[:, :, None] + columns[:, None, :]  # (B, H, W) pixel rows
         if self.augment.cutout > 0:
-            x = x.masked_fill(
-                cutout_mask(plan.centres, self.augment.cutout, plan.cutout)[:, None], 0
-            )
-        return _to_model_input(x, self.dtype, self.channels_last)
+            square = cutout_mask(plan.centres, self.augment.cutout, plan.cutout, size, size)
+            source.masked_fill_(square, len(self.pixels) - 1)  # the row of zeros
+        x = self.pixels.index_select(0, source.view(-1)).view(len(index), size, size, -1)
+        x = x.permute(0, 3, 1, 2)  # NCHW shape, channels-last memory
+        return x if self.channels_last else x.contiguous()
 
     def state_dict(self) -> dict[str, object]:
         """Generator state at the start of the current epoch, and batches served in it."""

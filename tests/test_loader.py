@@ -108,8 +108,17 @@ def test_batch_size_outside_the_split_is_refused(batch_size: int) -> None:
 # The augmentation, re-derived from the seed with numpy
 
 
-def expected_epoch(split: Split, cfg: DataConfig, normalizer: Normalizer, seed: int):
-    """An epoch written out per image: pad -> crop -> flip -> normalise -> zero the square.
+def square_span(centre: int, size: int) -> slice:
+    """Rows (or columns) [centre - size // 2, centre - size // 2 + size), clipped at 0."""
+    start = centre - size // 2
+    return slice(max(start, 0), max(start + size, 0))  # slicing clips the end at SIZE
+
+
+def expected_epoch(
+    split: Split, cfg: DataConfig, normalizer: Normalizer, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(order, images, cutout squares) of an epoch written out per image with numpy:
+    pad -> crop -> flip -> normalise -> zero the square.
 
     The loader draws torch.randperm(n) first, then draw_plan(n, ...), from a fresh generator.
     """
@@ -119,13 +128,11 @@ def expected_epoch(split: Split, cfg: DataConfig, normalizer: Normalizer, seed: 
     plan = draw_plan(n, cfg, generator)
     mean = normalizer.mean.numpy().reshape(3, 1, 1)
     std = normalizer.std.numpy().reshape(3, 1, 1)
-    p = cfg.pad
-    images, cut = [], []
+    border = ((0, 0), (cfg.pad, cfg.pad), (cfg.pad, cfg.pad))
+    numpy_mode = {"reflect": "reflect", "zeros": "constant"}[cfg.pad_mode]
+    images, squares = [], []
     for position, source in enumerate(order.tolist()):
-        pixels = split.images[source].numpy()
-        padded = np.pad(
-            pixels, ((0, 0), (p, p), (p, p)), mode=cfg.pad_mode.replace("zeros", "constant")
-        )
+        padded = np.pad(split.images[source].numpy(), border, mode=numpy_mode)
         row, col = plan.offsets[position].tolist()
         image = padded[:, row : row + SIZE, col : col + SIZE]
         if plan.flips[position]:
@@ -134,14 +141,11 @@ def expected_epoch(split: Split, cfg: DataConfig, normalizer: Normalizer, seed: 
         square = np.zeros((SIZE, SIZE), dtype=bool)
         if plan.cutout[position]:
             cy, cx = plan.centres[position].tolist()
-            top, left = max(cy - cfg.cutout // 2, 0), max(cx - cfg.cutout // 2, 0)
-            square[
-                top : cy - cfg.cutout // 2 + cfg.cutout, left : cx - cfg.cutout // 2 + cfg.cutout
-            ] = True
+            square[square_span(cy, cfg.cutout), square_span(cx, cfg.cutout)] = True
             image = np.where(square, 0.0, image)
         images.append(image)
-        cut.append(square)
-    return order, torch.from_numpy(np.stack(images)).float(), torch.from_numpy(np.stack(cut))
+        squares.append(square)
+    return order, torch.from_numpy(np.stack(images)).float(), torch.from_numpy(np.stack(squares))
 
 
 @pytest.mark.parametrize(
