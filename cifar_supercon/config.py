@@ -130,7 +130,7 @@ class FinderConfig(Section):
     mode: Literal["exp", "linear"] = "exp"
     smoothing: float = Field(0.95, ge=0, lt=1)  # EMA factor of the loss (bias-corrected)
     diverge: float = Field(4.0, gt=1)  # stop when the smoothed loss exceeds this x the best
-    suggest: Literal["steepest", "valley", "minimum"] = "valley"
+    suggest: Literal["steepest", "valley", "minimum"] = "minimum"  # lowest loss / 10
     div_factor: float = Field(10.0, gt=1)  # lr_min = lr_max / div_factor (Smith: 3 to 10)
     momentum: Momentum | None = None  # None: schedule.momentum_max
     weight_decays: tuple[Annotated[float, Field(ge=0)], ...] | None = None  # one sweep each
@@ -481,9 +481,12 @@ def from_dict(data: Mapping[str, Any], source: str) -> Config:
         ) from None
 
 
-def replace(cfg: Config, **sections: Mapping[str, Any]) -> Config:
-    """A copy with some section fields changed, validated again: replace(cfg, schedule={...})."""
+def replace(cfg: Config, source: str, **sections: Mapping[str, Any]) -> Config:
+    """A copy with some section fields changed, validated again; errors name `source`.
+
+    replace(cfg, "LR range test", schedule={"lr_max": 0.5})
+    """
     data = to_dict(cfg)
     for name, changes in sections.items():
         data[name] = {**data[name], **changes}
-    return from_dict(data, "replace()")
+    return from_dict(data, source)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,6 +40,24 @@ def progress_bar(total: int, description: str, enabled: bool, initial: int = 0) 
         disable=None if enabled else True,
         dynamic_ncols=True,
     )
+
+
+def cpu_model() -> str:
+    """The processor's marketing name (Linux), else what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device) -> str:
+    """What ran it, for logs and summaries: the GPU's name, or the CPU's and its threads."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu: {cpu_model()}, {torch.get_num_threads()} threads"
 
 
 def resolve_device(name: str) -> torch.device:

@@ -53,11 +53,6 @@ class Normalizer:
         return cls(mean, std)
 
 
-def _to_model_input(x: torch.Tensor, dtype: torch.dtype, channels_last: bool) -> torch.Tensor:
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    return x.to(dtype=dtype, memory_format=memory_format)
-
-
 class TrainLoader:
     """Shuffled, augmented batches; iterating continues the current epoch where it stopped.
 
@@ -166,7 +161,7 @@ class TrainLoader:
 
 
 class EvalLoader:
-    """Unaugmented batches in order (optionally with their mirror images for flip TTA)."""
+    """Unaugmented batches in order, normalised once up front (an epoch's eval is then slices)."""
 
     def __init__(
         self,
@@ -178,11 +173,13 @@ class EvalLoader:
         dtype: torch.dtype = torch.float32,
         channels_last: bool = False,
     ) -> None:
-        self.images = split.images.to(device)
+        images = split.images.to(device)
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        self.images = torch.empty(images.shape, dtype=dtype, device=device, memory_format=layout)
+        for start in range(0, len(images), 4096):  # in chunks: no full-size float32 temporaries
+            self.images[start : start + 4096] = normalizer(images[start : start + 4096])
         self.labels = split.labels.to(device)
         self.batch_size = batch_size
-        self.normalizer = normalizer
-        self.dtype, self.channels_last = dtype, channels_last
 
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
@@ -190,5 +187,4 @@ class EvalLoader:
     def __iter__(self) -> Iterator[Batch]:
         for start in range(0, len(self.labels), self.batch_size):
             stop = start + self.batch_size
-            x = self.normalizer(self.images[start:stop])
-            yield _to_model_input(x, self.dtype, self.channels_last), self.labels[start:stop]
+            yield self.images[start:stop], self.labels[start:stop]

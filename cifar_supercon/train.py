@@ -139,6 +139,7 @@ def fit(
 def _log_setup(setup: Setup, log: Log) -> None:
     cfg, data = setup.cfg, setup.dataset
     params = sum(p.numel() for p in setup.model.parameters())
+    precision = str(setup.dtype).removeprefix("torch.")
     log(
         f"data: {data.description}: {len(data.train)} train / {len(data.test)} test images; "
         f"{setup.steps_per_epoch} steps of {cfg.train.batch_size} per epoch"
@@ -146,7 +147,7 @@ def _log_setup(setup: Setup, log: Log) -> None:
     log(
         f"model: ResNet-9, width {cfg.model.width}: {params:,} parameters "
         f"(analytic {analytic_parameter_count(cfg.model.width):,}); "
-        f"device {_device_name(setup.device)}, precision {str(setup.dtype).removeprefix('torch.')}"
+        f"{engine.device_name(setup.device)}; precision {precision}"
     )
 
 
@@ -158,7 +159,8 @@ def _resolve_auto_lr(setup: Setup, run: Path, log: Log, progress: bool) -> Confi
     s = setup.cfg.schedule
     lr_max = report.lr_max if s.lr_max == config_lib.AUTO else s.lr_max
     lr_min = report.lr_min if s.lr_min == config_lib.AUTO else s.lr_min
-    resolved = config_lib.replace(setup.cfg, schedule={"lr_max": lr_max, "lr_min": lr_min})
+    changes = {"lr_max": lr_max, "lr_min": lr_min}
+    resolved = config_lib.replace(setup.cfg, "LR range test", schedule=changes)
     runs.write_config(run, resolved)
     log(f"LR range test ({report.method}): lr_max = {lr_max:g}, lr_min = {lr_min:g}")
     return resolved
@@ -306,12 +308,6 @@ def _restore(setup: Setup, scheduler: Scheduler, payload: dict[str, Any], path: 
 # Final outputs
 
 
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
 def _summary(setup: Setup, state: Progress, accuracy: float, wall: float) -> dict[str, Any]:
     cfg = setup.cfg
     per_epoch = (
@@ -336,7 +332,7 @@ def _summary(setup: Setup, state: Progress, accuracy: float, wall: float) -> dic
         "seed": cfg.seed,
         "parameters": sum(p.numel() for p in setup.model.parameters()),
         "precision": str(setup.dtype).removeprefix("torch."),
-        "device": _device_name(setup.device),
+        "device": engine.device_name(setup.device),
         "torch_version": torch.__version__,
         "torchvision_version": torchvision.__version__,
         "cuda_version": torch.version.cuda if setup.device.type == "cuda" else None,

@@ -30,6 +30,7 @@ from torch.utils.data import Dataset as TorchDataset
 from torchvision.transforms import v2
 
 from cifar_supercon import data as data_lib
+from cifar_supercon import engine
 from cifar_supercon.config import DataConfig
 from cifar_supercon.data import Split, load_dataset
 from cifar_supercon.loader import Normalizer, TrainLoader
@@ -164,7 +165,7 @@ def bench_load(cfg: DataConfig) -> tuple[data_lib.Dataset, dict]:
 
 def hardware() -> dict:
     return {
-        "cpu": cpu_model(),
+        "cpu": engine.cpu_model(),
         "logical_cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -172,16 +173,6 @@ def hardware() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

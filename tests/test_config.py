@@ -203,7 +203,7 @@ def test_yaml_round_trip_and_auto() -> None:
     assert cfg.schedule.lr_max == "auto"
     again = config_lib.from_dict(yaml.safe_load(config_lib.to_yaml(cfg)), "round trip")
     assert again == cfg
-    resolved = config_lib.replace(cfg, schedule={"lr_max": 0.5, "lr_min": 0.05})
+    resolved = config_lib.replace(cfg, "test", schedule={"lr_max": 0.5, "lr_min": 0.05})
     assert (resolved.schedule.lr_max, resolved.schedule.lr_min) == (0.5, 0.05)
 
 
