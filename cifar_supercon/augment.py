@@ -1,8 +1,9 @@
-"""Per-image random crop, flip and Cutout for whole batches, as tensor ops on the device.
+"""Per-image random augmentation parameters, padding and the Cutout square, for whole batches.
 
-torchvision.transforms.v2 draws one random parameter per call, i.e. per batch; these functions
-take one parameter per image instead. Randomness is drawn separately (`draw_plan`), so each
-transform is a pure function of its inputs and the tests can check it exactly.
+torchvision.transforms.v2 draws one random parameter per call, i.e. per batch; here every image
+gets its own draw. Randomness is drawn separately (`draw_plan`), so what the loader does with it is
+a pure function of its inputs and the tests can check it exactly. The crop and flip themselves
+happen inside the loader's single gather (loader.TrainLoader).
 """
 
 from __future__ import annotations
@@ -58,21 +59,6 @@ def pad(images: torch.Tensor, amount: int, mode: Literal["reflect", "zeros"]) ->
         return F.pad(images, (amount,) * 4)
     # reflect is implemented for floating point only; uint8 values survive the round trip
     return F.pad(images.float(), (amount,) * 4, mode="reflect").to(images.dtype)
-
-
-def crop(padded: torch.Tensor, offsets: torch.Tensor, size: int = 32) -> torch.Tensor:
-    """The size x size window of each image starting at its (row, column) offset."""
-    n, c, _, w = padded.shape
-    span = torch.arange(size, device=padded.device)
-    rows = (offsets[:, 0:1] + span).view(n, 1, size, 1).expand(n, c, size, w)
-    picked = padded.gather(2, rows)  # (n, c, size, w)
-    cols = (offsets[:, 1:2] + span).view(n, 1, 1, size).expand(n, c, size, size)
-    return picked.gather(3, cols)
-
-
-def flip(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mirror (left-right) the images where mask is true."""
-    return torch.where(mask.view(-1, 1, 1, 1), images.flip(3), images)
 
 
 def cutout_mask(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_supercon.augment import draw_plan
+from cifar_supercon.augment import draw_plan, pad
 from cifar_supercon.config import DataConfig
 from cifar_supercon.data import Split
 from cifar_supercon.loader import Batch, EvalLoader, Normalizer, TrainLoader
@@ -170,6 +170,26 @@ def test_train_batches_equal_the_explicit_composition(cfg: DataConfig) -> None:
     square = cut[:, None].expand_as(x)
     assert torch.all(x[square] == 0)
     assert int(cut.sum()) > 0 if cfg.cutout > 0 else int(cut.sum()) == 0
+
+
+def test_every_served_image_is_a_window_of_its_padded_source_and_all_81_occur() -> None:
+    """Found without the plan: match each image's corner against all 81 candidate windows."""
+    n = 1500
+    split = synthetic_split(n, seed=2)
+    loader = train_loader(split, 500, cfg=DataConfig(flip=False, cutout=0))
+    padded = loader.normalizer(pad(split.images, 4, "reflect"))[:, 0]  # channel 0 suffices
+    corners = padded.unfold(1, 4, 1).unfold(2, 4, 1)[:, :9, :9]  # (n, 9, 9, 4, 4)
+    found = []
+    for x, y in loader:
+        matches = (corners[y] == x[:, 0, None, None, :4, :4]).all(-1).all(-1)  # (B, 9, 9)
+        assert torch.equal(matches.sum((1, 2)), torch.ones(len(y), dtype=torch.int64))
+        found += [divmod(int(i), 9) for i in matches.flatten(1).int().argmax(1)]
+        windows = [
+            padded[int(s), r : r + SIZE, c : c + SIZE]
+            for s, (r, c) in zip(y, found[-len(y) :], strict=True)
+        ]
+        assert torch.equal(x[:, 0], torch.stack(windows))  # the whole window, not just its corner
+    assert len(set(found)) == 81
 
 
 # --------------------------------------------------------------------------------------------
