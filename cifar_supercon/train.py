@@ -379,6 +379,13 @@ def _report(cfg: Config, state: Progress, accuracy: float, run: Path) -> str:
         else "not reached"
     )
     s = cfg.schedule
+    schedule = (
+        f"Policy `one_cycle`: learning rate from {s.lr_min} up to {s.lr_max} at the end of epoch "
+        f"{s.peak_epoch:g}, back to {s.lr_min} at epoch {cfg.train.epochs}; momentum "
+        f"{s.momentum_max} -> {s.momentum_min} -> {s.momentum_max}."
+        if s.policy == "one_cycle"
+        else f"Policy `{s.policy}` (lr_min {s.lr_min}, lr_max {s.lr_max}): see the plot."
+    )
     return f"""# Super-convergence on CIFAR-10: run `{run.name}`
 
 **Final test accuracy: {100 * accuracy:.2f}%** after {cfg.train.epochs} epochs
@@ -386,9 +393,7 @@ def _report(cfg: Config, state: Progress, accuracy: float, run: Path) -> str:
 Training took {state.train_seconds:.1f} s.
 
 ## Schedule
-Policy `{s.policy}`: learning rate from {s.lr_min} up to {s.lr_max} at the end of epoch
-{s.peak_epoch:g}, back to {s.lr_min} at epoch {cfg.train.epochs}; momentum
-{s.momentum_max} -> {s.momentum_min} -> {s.momentum_max}. ResNet-9 (width {cfg.model.width}),
+{schedule} ResNet-9 (width {cfg.model.width}),
 batch {cfg.train.batch_size}, SGD (nesterov: {cfg.optim.nesterov}), weight decay
 {cfg.optim.weight_decay}; augmentation: pad {cfg.data.pad} ({cfg.data.pad_mode}) + random crop,
 flip: {cfg.data.flip}, Cutout {cfg.data.cutout}x{cfg.data.cutout}.
