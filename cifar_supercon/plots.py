@@ -50,7 +50,8 @@ def schedule_figure(
     ax.set_xlim(0, total_steps - 1)
     _epoch_axis(ax, steps_per_epoch)
     twin = ax.twinx()
-    twin.plot(steps, [v.momentum for v in values], color=MOMENTUM_COLOUR, lw=1.5, ls="--")
+    momenta = [v.momentum for v in values]
+    twin.plot(steps, momenta, color=MOMENTUM_COLOUR, lw=1.2, ls="--", alpha=0.7)
     twin.set_ylabel("momentum", color=MOMENTUM_COLOUR)
     _annotate(ax, schedule, total_steps)
     ax.set_title(title or _describe(schedule, steps_per_epoch), pad=30)
@@ -69,39 +70,57 @@ def _describe(schedule: Schedule, steps_per_epoch: int) -> str:
     return "constant learning rate"
 
 
-def _hline(ax: plt.Axes, y: float, text: str) -> None:
+def _hline(ax: plt.Axes, y: float, text: str, x: float, above: bool) -> None:
+    """A dotted level with its label placed at `x`, where the curve is far from that level."""
     ax.axhline(y, color="grey", lw=0.8, ls=":")
     ax.annotate(
-        text, (0.005, y), xycoords=("axes fraction", "data"), va="bottom", fontsize=9, color="0.3"
+        text,
+        (x, y),
+        xytext=(0, 3 if above else -3),
+        textcoords="offset points",
+        ha="center",
+        va="bottom" if above else "top",
+        fontsize=9,
+        color="0.3",
+    )
+
+
+def _bracket(ax: plt.Axes, start: float, stop: float, y: float, text: str, tick: float) -> None:
+    """A span drawn as a bracket (plain lines, no arrows) with its label on the outer side."""
+    ax.plot([start, start, stop, stop], [y + tick, y, y, y + tick], color="0.3", lw=1)
+    ax.text(
+        (start + stop) / 2,
+        y - tick / 2,
+        text,
+        ha="center",
+        va="top" if tick > 0 else "bottom",
+        fontsize=9,
+        color="0.2",
     )
 
 
 def _annotate(ax: plt.Axes, schedule: Schedule, total_steps: int) -> None:
     if isinstance(schedule, OneCycle):
-        _hline(ax, schedule.lr_max, f"lr_max = {schedule.lr_max:g}")
-        _hline(ax, schedule.lr_min, f"lr_min = {schedule.lr_min:g}")
-        ax.axvline(schedule.peak_step, color="grey", lw=0.8, ls=":")
+        peak = schedule.peak_step
+        # Labels where neither curve passes: late in the descent, lr and momentum are mid-way.
+        _hline(ax, schedule.lr_max, f"lr_max = {schedule.lr_max:g}", total_steps * 0.8, False)
+        _hline(ax, schedule.lr_min, f"lr_min = {schedule.lr_min:g}", total_steps * 0.6, True)
+        ax.axvline(peak, color="grey", lw=0.8, ls=":")
         ax.annotate(
-            f" peak: step {schedule.peak_step}",
-            (schedule.peak_step, schedule.lr_max),
-            va="top",
-            fontsize=9,
-            color="0.3",
+            f" peak: step {peak}", (peak, schedule.lr_max), va="top", fontsize=9, color="0.3"
         )
     elif isinstance(schedule, Cyclic):
-        _hline(ax, schedule.max_lr, f"max_lr = {schedule.max_lr:g}")
-        _hline(ax, schedule.base_lr, f"base_lr = {schedule.base_lr:g}")
-        size = schedule.step_size
-        # Mark the first cycle (shaded) and its two halves, each one step size long.
+        low, high, size = schedule.base_lr, schedule.max_lr, schedule.step_size
+        span = high - low
+        ax.set_ylim(low - 0.25 * span, high + 0.22 * span)  # room for the brackets
+        _hline(ax, high, f"max lr = {high:g}", 2 * size, False)
+        _hline(ax, low, f"base lr = {low:g}", size, True)
+        # The first cycle, shaded, and its two halves of one step size each.
         ax.axvspan(0, 2 * size, color="tab:green", alpha=0.07)
-        for x in (size, 2 * size):
-            ax.axvline(x, color="grey", lw=0.8, ls=":")
-        middle = (schedule.base_lr + schedule.max_lr) / 2
-        for start, label in ((0, "stepsize"), (size, "stepsize")):
-            ax.text(start + size / 2, middle, label, ha="center", fontsize=9, color="0.3")
-        ax.text(
-            size, schedule.base_lr, "cycle = 2 × stepsize", ha="center", va="bottom", fontsize=9
-        )
+        ax.axvline(size, color="grey", lw=0.8, ls=":")
+        for start in (0, size):
+            _bracket(ax, start, start + size, low - 0.08 * span, "step size", 0.04 * span)
+        _bracket(ax, 0, 2 * size, high + 0.1 * span, "cycle = 2 × step size", -0.04 * span)
     elif isinstance(schedule, MultiStep):
         for m in schedule.milestones:
             ax.axvline(m, color="grey", lw=0.8, ls=":")
