@@ -389,3 +389,38 @@ def test_auto_source_loads_an_image_folder(tmp_path: Path) -> None:
     dataset = load_dataset(DataConfig(root=tmp_path), seed=0)
     np.testing.assert_array_equal(dataset.test.images.numpy(), expected["test"][0])
     assert dataset.description.startswith("folder")
+
+
+def test_cifar10_python_batches_are_read_through_torchvision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The `cifar10` source on a small folder in CIFAR-10's own format (md5 checks off: the
+    real files' sums cannot match synthetic ones)."""
+    import pickle
+
+    import numpy as np
+    import torchvision
+
+    folder = tmp_path / CIFAR_FOLDER
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    written = {}
+    for name, n in (("data_batch_1", 12), ("test_batch", 5)):
+        pixels = rng.integers(0, 256, size=(n, 3 * 32 * 32), dtype=np.uint8)
+        labels = [int(v) for v in rng.integers(0, 3, size=n)]
+        (folder / name).write_bytes(pickle.dumps({"data": pixels, "labels": labels}))
+        written[name] = (torch.from_numpy(pixels).view(n, 3, 32, 32), torch.tensor(labels))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": ["a", "b", "c"]}))
+    cifar = torchvision.datasets.CIFAR10
+    monkeypatch.setattr(cifar, "train_list", [["data_batch_1", None]])
+    monkeypatch.setattr(cifar, "test_list", [["test_batch", None]])
+    monkeypatch.setattr(cifar, "meta", {**cifar.meta, "md5": None})
+
+    dataset = load_dataset(DataConfig(root=tmp_path), seed=0)  # auto: finds the batches
+    assert dataset.classes == ("a", "b", "c")
+    assert dataset.description == f"cifar10 at {tmp_path}"
+    for split, name in ((dataset.train, "data_batch_1"), (dataset.test, "test_batch")):
+        images, labels = written[name]
+        assert split.images.dtype == torch.uint8
+        assert torch.equal(split.images, images) and torch.equal(split.labels, labels)
+    assert list((tmp_path / CACHE_FOLDER).glob("cifar10-*.pt"))  # cached like a folder
