@@ -63,12 +63,14 @@ def train(
                 f"not {', '.join(fixed)}"
             )
         cfg = config_lib.load([run / runs.CONFIG_FILE], overrides)
+        setup = engine.build(cfg, log)
     else:
         cfg = resolve_config(config, overrides)
+        setup = engine.build(cfg, log)  # bad data fails here, before a run directory exists
         run = runs.create(cfg.out, cfg.name)
         runs.write_config(run, cfg)
         log(f"run directory: {run}")
-    summary = fit(cfg, run, log=log, progress=progress)
+    summary = fit(cfg, run, log=log, progress=progress, setup=setup)
     return {**summary, "run_dir": str(run)}
 
 
@@ -88,9 +90,9 @@ def find_lr(
 ) -> FindLrResult:
     """The LR range test under the config's training conditions, in a new run directory."""
     cfg = resolve_config(config, overrides)
+    setup = engine.build(cfg, log)
     run = runs.create(cfg.out, f"{cfg.name}-find-lr")
     runs.write_config(run, cfg)
-    setup = engine.build(cfg, log)
     report = lr_finder.find_in_setup(setup, progress)
     return FindLrResult(report, run, lr_finder.write_outputs(report, cfg, run))
 

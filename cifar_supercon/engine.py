@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,6 +213,7 @@ class Setup:
     forward: nn.Module  # what runs: the model, or its torch.compile'd wrapper
     optimizer: torch.optim.SGD
     train_step: TrainStep
+    started: float  # time.perf_counter() when building began: the run's wall clock starts here
 
     @property
     def steps_per_epoch(self) -> int:
@@ -219,6 +221,7 @@ class Setup:
 
 
 def build(cfg: Config, log: Log = lambda _: None) -> Setup:
+    started = time.perf_counter()
     device = resolve_device(cfg.train.device)
     dtype = resolve_precision(cfg.train.precision, device)
     set_determinism(cfg.seed, cfg.train.deterministic)
@@ -251,5 +254,5 @@ def build(cfg: Config, log: Log = lambda _: None) -> Setup:
     step = TrainStep(forward, optimizer, device, dtype, cfg.train.label_smoothing)
     return Setup(
         cfg, device, dtype, dataset, normalizer, train_loader, test_loader, model, forward,
-        optimizer, step,
+        optimizer, step, started,
     )  # fmt: skip

@@ -86,11 +86,20 @@ class StopSignal:
 
 
 def fit(
-    cfg: Config, run: Path, *, log: Log = lambda _: None, progress: bool = False
+    cfg: Config,
+    run: Path,
+    *,
+    log: Log = lambda _: None,
+    progress: bool = False,
+    setup: Setup | None = None,
 ) -> dict[str, Any]:
-    """Train into the run directory `run` (resuming from its last.pt if present)."""
-    session_start = time.perf_counter()
-    setup = engine.build(cfg, log)
+    """Train into the run directory `run` (resuming from its last.pt if present).
+
+    `setup` is `engine.build(cfg)` when the caller built it already (to fail on bad data before
+    creating a run directory).
+    """
+    setup = setup or engine.build(cfg, log)
+    session_start = setup.started
     _log_setup(setup, log)
     last_path = run / runs.CHECKPOINTS / runs.LAST
     if setup.cfg.schedule.lr_max == config_lib.AUTO or setup.cfg.schedule.lr_min == config_lib.AUTO:

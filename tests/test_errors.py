@@ -358,6 +358,8 @@ def test_error_row(name: str, workspace: Path, monkeypatch: pytest.MonkeyPatch) 
     assert len(lines) == case.lines, lines
     assert all(line.startswith("error: ") for line in lines)
     assert not (workspace / "pwned").exists()  # no pickled code ever ran
+    if name.startswith(("config:", "usage:", "data:")):
+        assert not list(workspace.glob("runs/*")), "a failed start left a run directory"
 
 
 def test_errors_doc_lists_every_row() -> None:
