@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from matplotlib.figure import Figure
 
 from . import config as config_lib
@@ -62,7 +61,7 @@ def train(
                 f"--resume continues a run with its own config; only {allowed} may change, "
                 f"not {', '.join(fixed)}"
             )
-        cfg = config_lib.load([run / runs.CONFIG_FILE], overrides)
+        cfg = runs.read_config(run, overrides)
         setup = engine.build(cfg, log)
     else:
         cfg = resolve_config(config, overrides)
@@ -136,13 +135,12 @@ def evaluate(
         ) from None
     test = load_dataset(cfg.data, cfg.seed, log).test
     normalizer = Normalizer.from_state_dict(payload["normalization"])
-    input_dtype = dtype if device.type == "cuda" else torch.float32
     loader = EvalLoader(
         test,
         cfg.train.eval_batch_size,
         normalizer,
         device,
-        dtype=input_dtype,
+        dtype=engine.batch_dtype(device, dtype),
         channels_last=cfg.train.channels_last,
     )
     tta = cfg.train.tta_flip if tta_flip is None else tta_flip

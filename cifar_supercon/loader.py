@@ -64,6 +64,11 @@ class Normalizer:
         return cls(mean, std)
 
 
+def _chunks(n: int, size: int = 4096) -> Iterator[slice]:
+    """Slices covering range(n): normalising in parts avoids full-size float32 temporaries."""
+    return (slice(start, start + size) for start in range(0, n, size))
+
+
 class TrainLoader:
     """Shuffled, augmented batches; iterating continues the current epoch where it stopped.
 
@@ -107,9 +112,10 @@ class TrainLoader:
         n, side, channels = len(images), self.padded_size, images.shape[1]
         pixels = torch.zeros(n * side * side + 1, channels, dtype=dtype, device=images.device)
         table = pixels[:-1].view(n, side, side, channels)
-        for start in range(0, n, 4096):  # in chunks: no full-size float32 temporaries
-            chunk = pad(images[start : start + 4096], augment.pad, augment.pad_mode)
-            table[start : start + 4096] = normalizer(chunk).permute(0, 2, 3, 1)
+        for part in _chunks(n):
+            table[part] = normalizer(pad(images[part], augment.pad, augment.pad_mode)).permute(
+                0, 2, 3, 1
+            )
         return pixels
 
     def __len__(self) -> int:
@@ -187,8 +193,8 @@ class EvalLoader:
         images = split.images.to(device)
         layout = torch.channels_last if channels_last else torch.contiguous_format
         self.images = torch.empty(images.shape, dtype=dtype, device=device, memory_format=layout)
-        for start in range(0, len(images), 4096):  # in chunks: no full-size float32 temporaries
-            self.images[start : start + 4096] = normalizer(images[start : start + 4096])
+        for part in _chunks(len(images)):
+            self.images[part] = normalizer(images[part])
         self.labels = split.labels.to(device)
         self.batch_size = batch_size
 

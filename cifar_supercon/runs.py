@@ -75,8 +75,8 @@ def write_config(run: Path, cfg: Config) -> None:
     write_text(run / CONFIG_FILE, config_lib.to_yaml(cfg))
 
 
-def read_config(run: Path) -> Config:
-    return config_lib.load([run / CONFIG_FILE])
+def read_config(run: Path, overrides: Sequence[config_lib.Override] = ()) -> Config:
+    return config_lib.load([run / CONFIG_FILE], overrides)
 
 
 def write_metrics(run: Path, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -15,6 +15,7 @@ from conftest import tiny_config
 
 from cifar_supercon import api, engine, runs
 from cifar_supercon import config as config_lib
+from cifar_supercon import schedule as schedule_lib
 from cifar_supercon.errors import Interrupted, TrainingDiverged, UsageError
 from cifar_supercon.train import fit
 
@@ -88,8 +89,6 @@ def test_run_directory_contents(reference: dict) -> None:
 def test_lr_column_follows_the_schedule(reference: dict) -> None:
     cfg, rows = reference["cfg"], reference["rows"]
     steps = len(engine.build(cfg).train_loader)
-    from cifar_supercon import schedule as schedule_lib
-
     schedule = schedule_lib.build(cfg.schedule, cfg.train.epochs, steps)
     for row in rows:
         assert float(row["lr"]) == schedule(int(row["epoch"]) * steps - 1).lr
