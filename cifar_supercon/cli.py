@@ -7,6 +7,7 @@ line each on stderr; `--debug` shows the traceback instead.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
@@ -270,22 +271,61 @@ def find_lr(
             overrides.append(_weight_decays(weight_decay))
         result = api.find_lr(config, overrides=overrides, log=_log, progress=progress)
         report = result.report
-        table = Table(title="LR range test: suggested lr_max")
-        table.add_column("weight decay")
-        for method in ("steepest", "valley", "minimum"):
-            table.add_column(f"{method} *" if method == report.method else method)
-        table.add_column("stopped")
-        for curve, suggested in zip(report.curves, report.suggestions, strict=True):
-            cells = [f"{v:.3g}" if v is not None else "-" for v in suggested.values()]
+        curves = Table(title="LR range test: one sweep per weight decay")
+        for column in ("weight decay", "lowest loss", "at lr", "stopped"):
+            curves.add_column(column)
+        for i, curve in enumerate(report.curves):
+            finite = [j for j, v in enumerate(curve.smoothed) if v == v]
+            lowest = min(finite, key=curve.smoothed.__getitem__)
             stop = f"diverged at {curve.lrs[-1]:.3g}" if curve.diverged else "end of sweep"
-            table.add_row(f"{curve.weight_decay:g}", *cells, stop)
-        out_console.print(table)
+            mark = " *" if i == report.chosen[0] else ""
+            curves.add_row(
+                f"{curve.weight_decay:g}{mark}",
+                f"{curve.smoothed[lowest]:.3f}",
+                f"{curve.lrs[lowest]:.3g}",
+                stop,
+            )
+        out_console.print(curves)
+        methods = Table(title="suggestions (* = finder.suggest, used)")
+        for column in ("method", "lr_max", "lr_min", "lr_min from", "weight decay"):
+            methods.add_column(column)
+        for method, choice in report.choices.items():
+            name = f"{method} *" if method == report.method else method
+            if choice is None:
+                methods.add_row(name, "-", "-", "-", "-")
+                continue
+            index, s = choice
+            wd = report.curves[index].weight_decay
+            methods.add_row(name, f"{s.lr_max:.3g}", f"{s.lr_min:.3g}", s.lr_min_from, f"{wd:g}")
+        out_console.print(methods)
         _log(
             f"suggested: lr_max = {report.lr_max:g}, lr_min = {report.lr_min:g} "
             f"(weight decay {report.weight_decay:g}, method {report.method})"
         )
         _log(f"written: {result.files['png']}, {result.files['csv']}, {result.files['yaml']}")
-        _log(f"train with: supercon train --config <config> --config {result.files['yaml']}")
+        tested = result.run_dir / "config.yaml"
+        _log(f"train with: {program()} train --config {tested} --config {result.files['yaml']}")
+
+
+def program() -> str:
+    """How to start this program again from here, as the user did: `supercon` when that is on
+    PATH, else the path they typed (`.venv/bin/supercon`) or `python -m cifar_supercon`."""
+    started = Path(sys.argv[0])
+    if started.name == "__main__.py":
+        return f"{_nearby(Path(sys.executable))} -m cifar_supercon"
+    on_path = shutil.which("supercon")
+    if started.name != "supercon" or (on_path and Path(on_path).resolve() == started.resolve()):
+        return "supercon"
+    return _nearby(started)
+
+
+def _nearby(path: Path) -> str:
+    """`path` relative to the working directory when it lies below it, else absolute."""
+    absolute = path.absolute()
+    try:
+        return str(absolute.relative_to(Path.cwd()))
+    except ValueError:
+        return str(absolute)
 
 
 def _weight_decays(text: str) -> Override:

@@ -7,40 +7,34 @@ state, and restores the model, BatchNorm buffers, optimizer and loader RNG bit-f
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import csv
 import dataclasses
 import io
 import itertools
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-import torch
 import yaml
 
 from . import plots, runs
+from . import suggest as suggest_lib
 from .config import Config
-from .engine import Setup, progress_bar, set_weight_decay
+from .engine import Setup, progress_bar, restored, set_weight_decay
 from .errors import SuperconError
 from .schedule import LrMomentum, set_lr_momentum
+from .suggest import Suggestion
 
-METHODS = ("steepest", "valley", "minimum")
-
-
-class Stateful(Protocol):
-    def state_dict(self) -> Any: ...
-    def load_state_dict(self, state: Any) -> Any: ...
+METHODS = suggest_lib.METHODS
 
 
 @dataclass(frozen=True)
 class Curve:
     lrs: list[float]  # the lrs actually tried (fewer than planned if it diverged)
     losses: list[float]
-    smoothed: list[float]
+    smoothed: list[float]  # zero-lag smoothed losses
     diverged: bool
     weight_decay: float = 0.0
 
@@ -59,82 +53,80 @@ def range_test(
     diverge: float,
     on_step: Callable[[], None] = lambda: None,
 ) -> Curve:
-    """One training step per lr; stops once the smoothed loss exceeds `diverge` x its best.
+    """One training step per lr; stops once the running loss exceeds `diverge` x its best.
 
-    The loss is smoothed by an exponential moving average, bias-corrected like Adam's so that
-    the first values are not pulled towards zero.
+    The stop rule needs an online average: an exponential moving average, bias-corrected like
+    Adam's so that the first values are not pulled towards zero. The curve it returns is smoothed
+    afterwards without lag (`suggest.zero_lag`), so that its features sit where they happened.
     """
-    tried, losses, smoothed = [], [], []
+    tried, losses = [], []
     average, best = 0.0, math.inf
+    diverged = False
     for i, lr in enumerate(lrs):
         loss = train_once(lr)
         on_step()
         average = smoothing * average + (1 - smoothing) * loss
-        value = average / (1 - smoothing ** (i + 1))
+        running = average / (1 - smoothing ** (i + 1))
         tried.append(lr)
         losses.append(loss)
-        smoothed.append(value)
-        if not math.isfinite(value) or value > diverge * best:
-            return Curve(tried, losses, smoothed, diverged=True)
-        best = min(best, value)
-    return Curve(tried, losses, smoothed, diverged=False)
+        if not math.isfinite(running) or running > diverge * best:
+            diverged = True
+            break
+        best = min(best, running)
+    ceiling = losses[0] if losses else math.inf
+    return Curve(tried, losses, suggest_lib.zero_lag(losses, smoothing, ceiling), diverged)
 
 
-def suggest(lrs: Sequence[float], smoothed: Sequence[float]) -> dict[str, float | None]:
-    """Three readings of a curve, each an lr_max candidate (None if the curve is too short).
-
-    steepest: where the smoothed loss falls fastest against log(lr), before its minimum;
-    valley: the middle of the longest run of consecutive decreases before the minimum;
-    minimum: the lr of the lowest smoothed loss, divided by 10.
-    """
-    finite = [i for i, v in enumerate(smoothed) if math.isfinite(v)]
-    if len(finite) < 3:
-        return dict.fromkeys(METHODS)
-    lowest = min(finite, key=lambda i: smoothed[i])
-    logs = [math.log(lr) for lr in lrs]
-    slopes = {
-        i: (smoothed[i + 1] - smoothed[i - 1]) / (logs[i + 1] - logs[i - 1])
-        for i in range(1, lowest)
-    }
-    steepest = lrs[min(slopes, key=slopes.__getitem__)] if slopes else None
-    longest, start = (0, 0), 0
-    for i in range(1, lowest + 1):
-        if smoothed[i] >= smoothed[i - 1]:
-            start = i
-        elif i - start > longest[1] - longest[0]:
-            longest = (start, i)
-    valley = lrs[(longest[0] + longest[1]) // 2] if longest[1] > longest[0] else None
-    return {"steepest": steepest, "valley": valley, "minimum": lrs[lowest] / 10}
-
-
-@contextlib.contextmanager
-def restored(*objects: Stateful) -> Iterator[None]:
-    """Run a block, then put every object's state (and the global RNGs) back bit-for-bit."""
-    saved = [copy.deepcopy(obj.state_dict()) for obj in objects]
-    cpu_rng = torch.get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-    try:
-        yield
-    finally:
-        for obj, state in zip(objects, saved, strict=True):
-            obj.load_state_dict(state)
-        torch.set_rng_state(cpu_rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
+Choice = tuple[int, Suggestion]  # (index of the weight decay's curve, its suggestion)
 
 
 @dataclass(frozen=True)
 class FinderReport:
-    curves: list[Curve]
-    suggestions: list[dict[str, float | None]]  # one per curve
-    method: str
-    chosen: int  # index of the curve whose suggestion is used
-    lr_max: float
-    lr_min: float
+    curves: list[Curve]  # one per weight decay, in the order given
+    suggestions: list[dict[str, Suggestion | None]]  # per curve: every method's reading
+    choices: dict[str, Choice | None]  # per method: the weight decay its rule picks, and its lrs
+    method: str  # the method whose choice is used (finder.suggest, or `bounds` as a fallback)
+
+    @property
+    def chosen(self) -> Choice:
+        choice = self.choices[self.method]
+        assert choice is not None  # find_in_setup only builds reports with a usable method
+        return choice
+
+    @property
+    def lr_max(self) -> float:
+        return self.chosen[1].lr_max
+
+    @property
+    def lr_min(self) -> float:
+        return self.chosen[1].lr_min
 
     @property
     def weight_decay(self) -> float:
-        return self.curves[self.chosen].weight_decay
+        return self.curves[self.chosen[0]].weight_decay
+
+
+def read_curves(
+    curves: Sequence[Curve], tolerance: float, div_factor: float, flat_steps: int
+) -> tuple[list[dict[str, Suggestion | None]], dict[str, Choice | None]]:
+    """Each curve's suggestions, and per method the curve (weight decay) Smith's rule picks."""
+    suggestions = [
+        suggest_lib.suggest(c.lrs, c.smoothed, tolerance, div_factor, flat_steps, c.diverged)
+        for c in curves
+    ]
+    readings = [suggest_lib.read(c.smoothed, tolerance, flat_steps, c.diverged) for c in curves]
+    minima = [
+        c.smoothed[r.lowest] if r else math.inf for c, r in zip(curves, readings, strict=True)
+    ]
+    drops = [r.drop if r else 0.0 for r in readings]
+    choices: dict[str, Choice | None] = {}
+    for method in METHODS:
+        picks = [s[method] for s in suggestions]
+        lr_maxes = [p.lr_max if p else None for p in picks]
+        index = suggest_lib.pick_curve(minima, drops, lr_maxes, tolerance)
+        pick = picks[index] if index is not None else None
+        choices[method] = (index, pick) if index is not None and pick is not None else None
+    return suggestions, choices
 
 
 def _sweep_setup(setup: Setup, weight_decay: float, progress: bool) -> Curve:
@@ -159,23 +151,29 @@ def _sweep_setup(setup: Setup, weight_decay: float, progress: bool) -> Curve:
     return dataclasses.replace(curve, weight_decay=weight_decay)
 
 
+def flat_steps(smoothing: float) -> int:
+    """Steps the loss must hold its start level before a fall counts as a clear start: the
+    smoothing's own span (1 / (1 - beta)), below which a fall could be the smoothing's edge."""
+    return max(suggest_lib.MIN_POINTS, round(1 / (1 - smoothing)))
+
+
 def find_in_setup(setup: Setup, progress: bool = False) -> FinderReport:
     """Range tests under the setup's exact training conditions; leaves the setup untouched."""
     cfg = setup.cfg.finder
     decays = list(cfg.weight_decays or [setup.cfg.optim.weight_decay])
     curves = [_sweep_setup(setup, wd, progress) for wd in decays]
-    suggestions = [suggest(c.lrs, c.smoothed) for c in curves]
-    configured = setup.cfg.optim.weight_decay
-    chosen = decays.index(configured) if configured in decays else 0
-    lr_max = suggestions[chosen][cfg.suggest] or suggestions[chosen]["minimum"]
-    if lr_max is None:
+    suggestions, choices = read_curves(
+        curves, cfg.tolerance, cfg.div_factor, flat_steps(cfg.smoothing)
+    )
+    method = cfg.suggest if choices[cfg.suggest] is not None else "bounds"
+    if choices[method] is None:
+        longest = max(len(c.lrs) for c in curves)
         raise SuperconError(
-            f"LR range test: only {len(curves[chosen].lrs)} steps before the loss diverged; "
-            "lower finder.start_lr"
+            f"LR range test: the loss never fell (at most {longest} steps, from "
+            f"finder.start_lr = {cfg.start_lr:g}); lower finder.start_lr or raise "
+            "finder.num_iters"
         )
-    lr_max = float(f"{lr_max:.3g}")  # what suggested.yaml holds, and what `--lr-max auto` uses
-    lr_min = float(f"{lr_max / cfg.div_factor:.3g}")
-    return FinderReport(curves, suggestions, cfg.suggest, chosen, lr_max, lr_min)
+    return FinderReport(curves, suggestions, choices, method)
 
 
 def write_outputs(report: FinderReport, cfg: Config, folder: Path) -> dict[str, Path]:
@@ -192,16 +190,19 @@ def write_outputs(report: FinderReport, cfg: Config, folder: Path) -> dict[str, 
             )
     paths = {"csv": folder / "lr_finder.csv", "png": folder / "lr_finder.png"}
     runs.write_text(paths["csv"], buffer.getvalue())
+    index, choice = report.chosen
     figure = plots.finder_figure(
-        [c.__dict__ for c in report.curves], report.suggestions, report.method
+        [dataclasses.asdict(c) for c in report.curves], index, dataclasses.asdict(choice)
     )
     plots.save(figure, paths["png"])
     fragment: dict[str, Any] = {"schedule": {"lr_max": report.lr_max, "lr_min": report.lr_min}}
     if sweeping:
         fragment["optim"] = {"weight_decay": report.weight_decay}
     comment = (
-        f"# LR range test ({report.method}); use with:\n"
-        f"#   supercon train --config <your config> --config {folder / 'suggested.yaml'}\n"
+        f"# LR range test, method {report.method} (lr_min from {choice.lr_min_from}"
+        + (f"; weight decay chosen from {list(cfg.finder.weight_decays or [])}" if sweeping else "")
+        + "): pass it after the config the test ran with, e.g.\n"
+        "#   supercon train --config <that config> --config <this file>\n"
     )
     paths["yaml"] = folder / "suggested.yaml"
     runs.write_text(paths["yaml"], comment + yaml.safe_dump(fragment, sort_keys=False))

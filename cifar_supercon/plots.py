@@ -5,6 +5,7 @@ Each `*_figure` function returns a Figure (notebooks display it); `save` writes 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -126,46 +127,47 @@ def _annotate(ax: plt.Axes, schedule: Schedule, total_steps: int) -> None:
             ax.axvline(m, color="grey", lw=0.8, ls=":")
 
 
-def finder_figure(curves: Sequence[Mapping], suggestions: Sequence[Mapping], chosen: str) -> Figure:
-    """Loss against learning rate (log x) for each sweep, with its suggestions marked.
+def finder_figure(curves: Sequence[Mapping], chosen: int, choice: Mapping) -> Figure:
+    """Loss against learning rate (log x): each weight decay's smoothed curve (raw losses faint),
+    its minimum marked, and the chosen lr_max and lr_min as labelled vertical lines.
 
-    `curves[i]` has lrs, losses, smoothed and weight_decay; `suggestions[i]` maps each method's
-    name to its lr (or None).
+    `curves[i]` has lrs, losses, smoothed and weight_decay; `chosen` indexes the curve whose
+    suggestion `choice` (method, lr_max, lr_min, lr_min_from) is used.
     """
     figure, ax = plt.subplots(figsize=(8, 4.8))
-    markers = {"steepest": "o", "valley": "s", "minimum": "v"}
-    for curve, suggested in zip(curves, suggestions, strict=True):
-        label = f"wd = {curve['weight_decay']:g}" if len(curves) > 1 else "smoothed loss"
-        (line,) = ax.plot(curve["lrs"], curve["smoothed"], lw=2, label=label)
+    for i, curve in enumerate(curves):
+        label = f"wd {curve['weight_decay']:g}" + (" (chosen)" if i == chosen else "")
         if len(curves) == 1:
-            ax.plot(curve["lrs"], curve["losses"], color=line.get_color(), alpha=0.3, lw=1)
-        for method, lr in suggested.items():
-            if lr is None:
-                continue
-            loss = _value_at(curve["lrs"], curve["smoothed"], lr)
-            size = 10 if method == chosen else 6
-            ax.plot(lr, loss, markers[method], color=line.get_color(), ms=size, mfc="white")
-    for method, marker in markers.items():
-        text = f"{method} (chosen)" if method == chosen else method
-        ax.plot([], [], marker, color="k", mfc="white", ls="", label=text)
+            label = f"smoothed loss, wd {curve['weight_decay']:g}"
+        (line,) = ax.plot(
+            curve["lrs"], curve["smoothed"], lw=2.5 if i == chosen else 1.5, label=label
+        )
+        ax.plot(curve["lrs"], curve["losses"], color=line.get_color(), alpha=0.25, lw=1)
+        finite = [j for j, v in enumerate(curve["smoothed"]) if math.isfinite(v)]
+        if finite:
+            lowest = min(finite, key=lambda j: curve["smoothed"][j])
+            ax.plot(curve["lrs"][lowest], curve["smoothed"][lowest], "v", color=line.get_color(),
+                    ms=8, mfc="white", label="minimum" if i == chosen else None)  # fmt: skip
+    method, lr_min_from = choice["method"], choice["lr_min_from"]
+    lines = (
+        ("lr_max", "tab:red", f"{method}"),
+        ("lr_min", "tab:green", f"{method}: {lr_min_from}"),
+    )
+    for key, colour, how in lines:
+        ax.axvline(
+            choice[key], color=colour, ls="--", lw=1.5, label=f"{key} {choice[key]:.3g} ({how})"
+        )
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
-    finite = [v for c in curves for v in c["smoothed"] if v == v and abs(v) != float("inf")]
+    finite = [v for c in curves for v in c["smoothed"] if math.isfinite(v)]
     if finite:  # keep the divergence spike from flattening the interesting part
-        low = min(finite)
-        ax.set_ylim(
-            low - 0.05 * abs(low), min(max(finite), 3 * max(c["smoothed"][0] for c in curves))
-        )
+        low, start = min(finite), max(c["smoothed"][0] for c in curves)
+        ax.set_ylim(low - 0.1 * (start - low) - 0.01, start + 0.5 * (start - low) + 0.01)
     ax.set_title("LR range test")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=9)
+    ax.legend(fontsize=8)
     return figure
-
-
-def _value_at(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
-    nearest = min(range(len(xs)), key=lambda i: abs(xs[i] - x))
-    return ys[nearest]
 
 
 def training_figure(rows: Sequence[Mapping[str, float | None]]) -> Figure:

@@ -9,6 +9,7 @@ continues from it and reproduces the uninterrupted run exactly.
 
 from __future__ import annotations
 
+import copy
 import math
 import platform
 import signal
@@ -54,8 +55,13 @@ class Progress:
     rows: list[dict[str, Any]] = field(default_factory=list)  # metrics.csv
     best_accuracy: float | None = None
     epoch_reached_90: int | None = None
+    # Where the wall time went, summed over sessions (a resumed run has several).
+    setup_seconds: float = 0.0  # data, model, optimizer (and a checkpoint's restore)
+    finder_seconds: float = 0.0  # the LR range test of `--lr-max auto`
+    warmup_seconds: float = 0.0  # torch.compile and cuDNN autotuning, before the clock starts
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
+    checkpoint_seconds: float = 0.0
     wall_seconds: float = 0.0  # of earlier sessions of this run (before a resume)
     partial: EpochSums = field(default_factory=EpochSums)
 
@@ -102,8 +108,11 @@ def fit(
     session_start = setup.started
     _log_setup(setup, log)
     last_path = run / runs.CHECKPOINTS / runs.LAST
+    finder_seconds = 0.0
     if setup.cfg.schedule.lr_max == config_lib.AUTO or setup.cfg.schedule.lr_min == config_lib.AUTO:
+        start = time.perf_counter()
         setup.cfg = _resolve_auto_lr(setup, run, log, progress)
+        finder_seconds = time.perf_counter() - start
     cfg = setup.cfg
     schedule = schedule_lib.build(cfg.schedule, cfg.train.epochs, setup.steps_per_epoch)
     scheduler = Scheduler(setup.optimizer, schedule)
@@ -114,10 +123,24 @@ def fit(
 
     runs.write_metrics(run, state.rows)  # drop rows of an epoch whose checkpoint never landed
     prior_wall = state.wall_seconds
+    state.setup_seconds += time.perf_counter() - session_start - finder_seconds
+    state.finder_seconds += finder_seconds
+    state.warmup_seconds += engine.warm_up(setup, log)  # compile + autotune, outside the clock
+    best_path = run / runs.CHECKPOINTS / runs.BEST
+    best_pending: dict[str, Any] | None = None  # the best epoch's state, until the next save
+    last_saved = time.perf_counter()
 
-    def save(path: Path) -> None:
-        state.wall_seconds = prior_wall + time.perf_counter() - session_start
-        runs.save_checkpoint(path, _payload(setup, scheduler, state))
+    def save_checkpoints() -> None:
+        """last.pt, and best.pt if a better epoch came since the previous save."""
+        nonlocal best_pending, last_saved
+        start = time.perf_counter()
+        state.wall_seconds = prior_wall + start - session_start
+        runs.save_checkpoint(last_path, _payload(setup, scheduler, state))
+        if best_pending is not None:
+            runs.save_checkpoint(best_path, best_pending)
+            best_pending = None
+        last_saved = time.perf_counter()
+        state.checkpoint_seconds += last_saved - start
 
     final_eval = None
     with StopSignal() as stop:
@@ -126,12 +149,14 @@ def fit(
             if stop.received and setup.train_loader.mid_epoch:
                 if math.isfinite(sums.loss_sum):  # never checkpoint a diverged state
                     state.partial = sums
-                    save(last_path)
+                    save_checkpoints()
                 raise _interrupted(stop.received, run, epoch, setup)
             final_eval, improved = _end_epoch(setup, scheduler, state, sums, epoch, run, log)
-            save(last_path)
-            if improved:
-                save(run / runs.CHECKPOINTS / runs.BEST)
+            if improved:  # a copy on the device: cheap, unlike writing it every epoch
+                best_pending = copy.deepcopy(_payload(setup, scheduler, state))
+            due = time.perf_counter() - last_saved >= cfg.train.checkpoint_seconds
+            if due or epoch == cfg.train.epochs or stop.received:
+                save_checkpoints()
             if stop.received:
                 raise _interrupted(stop.received, run, epoch, setup)
     if final_eval is None:  # resumed after the last epoch finished: evaluate once more
@@ -161,17 +186,24 @@ def _log_setup(setup: Setup, log: Log) -> None:
 
 
 def _resolve_auto_lr(setup: Setup, run: Path, log: Log, progress: bool) -> Config:
-    """`--lr-max auto`: the range test on this very setup (state restored), then its suggestion."""
+    """`--lr-max auto`: the range test on this very setup (state restored), then its suggestion;
+    with finder.weight_decays listed, the weight decay it chose too."""
     log("lr_max is 'auto': running the LR range test first")
     report = lr_finder.find_in_setup(setup, progress)
     lr_finder.write_outputs(report, setup.cfg, run / "lr_finder")
     s = setup.cfg.schedule
     lr_max = report.lr_max if s.lr_max == config_lib.AUTO else s.lr_max
     lr_min = report.lr_min if s.lr_min == config_lib.AUTO else s.lr_min
-    changes = {"lr_max": lr_max, "lr_min": lr_min}
-    resolved = config_lib.replace(setup.cfg, "LR range test", schedule=changes)
+    optim: dict[str, float] = {}
+    if setup.cfg.finder.weight_decays is not None:
+        optim["weight_decay"] = report.weight_decay
+        engine.set_weight_decay(setup.optimizer, report.weight_decay)
+    resolved = config_lib.replace(
+        setup.cfg, "LR range test", schedule={"lr_max": lr_max, "lr_min": lr_min}, optim=optim
+    )
     runs.write_config(run, resolved)
-    log(f"LR range test ({report.method}): lr_max = {lr_max:g}, lr_min = {lr_min:g}")
+    chosen = f", weight decay {report.weight_decay:g}" if optim else ""
+    log(f"LR range test ({report.method}): lr_max = {lr_max:g}, lr_min = {lr_min:g}{chosen}")
     return resolved
 
 
@@ -223,10 +255,11 @@ def _end_epoch(
     train_loss = sums.loss_sum / sums.seen
     lr = scheduler.schedule(scheduler.steps_done - 1).lr
     if not math.isfinite(train_loss):
+        last = run / runs.CHECKPOINTS / runs.LAST
         raise TrainingDiverged(
             f"training loss became {train_loss} in epoch {epoch} (lr reached {lr:.3g}); lower "
-            f"schedule.lr_max (now {cfg.schedule.lr_max:g}) or run `supercon find-lr`; last good "
-            f"checkpoint: {run / runs.CHECKPOINTS / runs.LAST}"
+            f"schedule.lr_max (now {cfg.schedule.lr_max:g}) or run `supercon find-lr`; "
+            + (f"last good checkpoint: {last}" if last.is_file() else "no checkpoint was saved")
         )
     result, improved = None, False
     if epoch % cfg.train.eval_every == 0 or epoch == cfg.train.epochs:
@@ -333,7 +366,10 @@ def _summary(setup: Setup, state: Progress, accuracy: float, wall: float) -> dic
         "steps": cfg.train.epochs * setup.steps_per_epoch,
         "train_seconds": round(state.train_seconds, 3),
         "eval_seconds": round(state.eval_seconds, 3),
+        "warmup_seconds": round(state.warmup_seconds, 3),
         "wall_seconds": round(wall, 3),
+        "timeline_seconds": _timeline(state, wall),
+        "compiled": setup.compiled,
         "images_per_second": round(images / state.train_seconds, 1),
         "lr_min": cfg.schedule.lr_min,
         "lr_max": cfg.schedule.lr_max,
@@ -351,6 +387,20 @@ def _summary(setup: Setup, state: Progress, accuracy: float, wall: float) -> dic
         "train_images": len(setup.dataset.train),
         "test_images": len(setup.dataset.test),
     }
+
+
+def _timeline(state: Progress, wall: float) -> dict[str, float]:
+    """Wall time by phase; `other` is what no phase claims (plots, metrics files, logging)."""
+    phases = {
+        "setup": state.setup_seconds,
+        "lr_finder": state.finder_seconds,
+        "warm_up": state.warmup_seconds,
+        "train": state.train_seconds,
+        "eval": state.eval_seconds,
+        "checkpoint": state.checkpoint_seconds,
+    }
+    phases["other"] = wall - sum(phases.values())
+    return {name: round(seconds, 3) for name, seconds in phases.items()}
 
 
 def _write_outputs(

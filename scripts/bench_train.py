@@ -1,14 +1,15 @@
 """Accuracy and speed of a config over several seeds: the figures behind README's results table.
 
-For each seed it trains with `cifar_supercon.train` (one run directory each) and collects the
-summary. Data decoding and torch.compile warm-up are measured separately, before the timed runs:
-the data set is loaded once (filling the cache), and with `train.compile` one short warm-up run
-compiles the kernels. Prints mean/min/max test accuracy, training seconds, images/s, achieved
-TFLOP/s (analytic model FLOPs: 3x the forward for a training step) and the share of runs >= 94%,
-and writes a JSON log.
-
     python scripts/bench_train.py --config configs/default.yaml --data-dir /root/cifar10-png \\
         --seeds 0 1 2 3 4 --log docs/results/default-h100.json
+
+The data set is decoded once (filling the cache) and one short run (one epoch) warms up the
+process (CUDA context, cuDNN autotuning, the compiler's caches) before the timed runs; that run is
+excluded. Each seed then trains with `cifar_supercon.train` in its own run directory, whose
+summary splits the wall time into setup, compile/warm-up, training, evaluation and checkpoints.
+Prints per seed, then the median, min and max training seconds, the mean +- std test accuracy,
+achieved TFLOP/s (analytic model FLOPs: 3x the forward for a training step) and the share of runs
+>= 94%; writes it all to a JSON log.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -34,6 +37,103 @@ from cifar_supercon.model import analytic_forward_flops  # noqa: E402
 TARGET = 0.94
 
 
+def bench(
+    base: config_lib.Config,
+    seeds: Sequence[int],
+    print_line: Callable[[str], None] = print,
+    deadline: float | None = None,
+) -> dict[str, Any]:
+    """Train `base` once per seed after an excluded warm-up run; returns the JSON log's dict.
+
+    `deadline` (a time.perf_counter() value): start no further seed after it, so that a caller
+    with a hard time limit still gets the runs that finished.
+    """
+    start = time.perf_counter()
+    load_dataset(base.data, base.seed)  # decodes (and caches) once, outside the timed runs
+    data_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    # Same model, data and step; one epoch at a constant lr (valid whatever the policy).
+    warmup = {"train.epochs": 1, "schedule.policy": "constant"}
+    api.train(base, overrides={**warmup, "name": f"{base.name}-warmup"}, log=_quiet)
+    warmup_run_seconds = time.perf_counter() - start
+
+    results = []
+    for seed in seeds:
+        if deadline is not None and time.perf_counter() > deadline:
+            print_line(f"seed {seed}: skipped, out of time")
+            continue
+        summary = api.train(base, overrides={"seed": seed}, log=_quiet)
+        results.append(summary)
+        print_line(
+            f"seed {seed}: test accuracy {100 * summary['test_accuracy']:.2f}%  "
+            f"train {summary['train_seconds']:.2f} s  warm-up {summary['warmup_seconds']:.1f} s  "
+            f"{summary['images_per_second']:,.0f} img/s"
+        )
+    if not results:
+        return {"runs": [], "data_load_seconds": round(data_seconds, 2)}
+    flops_per_image = 3 * analytic_forward_flops(base.model.width)  # forward + backward
+    accuracies = [r["test_accuracy"] for r in results]
+    seconds = [r["train_seconds"] for r in results]
+    tflops = [flops_per_image * r["images_per_second"] / 1e12 for r in results]
+    return {
+        "device": results[0]["device"],
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda,
+        "python_version": platform.python_version(),
+        "precision": results[0]["precision"],
+        "compiled": results[0]["compiled"],
+        "data_load_seconds": round(data_seconds, 2),
+        "warmup_run_seconds": round(warmup_run_seconds, 2),
+        "mean_test_accuracy": statistics.mean(accuracies),
+        "std_test_accuracy": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+        "min_test_accuracy": min(accuracies),
+        "max_test_accuracy": max(accuracies),
+        "share_at_least_94": sum(a >= TARGET for a in accuracies) / len(accuracies),
+        "median_train_seconds": statistics.median(seconds),
+        "min_train_seconds": min(seconds),
+        "max_train_seconds": max(seconds),
+        "median_tflops": statistics.median(tflops),
+        "runs": [
+            {
+                key: r[key]
+                for key in (
+                    "seed",
+                    "test_accuracy",
+                    "train_seconds",
+                    "warmup_seconds",
+                    "eval_seconds",
+                    "wall_seconds",
+                    "timeline_seconds",
+                    "images_per_second",
+                    "epoch_reached_90",
+                    "lr_max",
+                    "lr_min",
+                    "run_dir",
+                )
+            }
+            for r in results
+        ],
+    }
+
+
+def describe(log: dict[str, Any]) -> str:
+    """Two lines: accuracy over the seeds, and time."""
+    if not log["runs"]:
+        return "no run finished"
+    n = len(log["runs"])
+    return (
+        f"{n} runs on {log['device']} ({log['precision']}, compiled: {log['compiled']}): test "
+        f"accuracy {100 * log['mean_test_accuracy']:.2f} +- {100 * log['std_test_accuracy']:.2f}% "
+        f"(min {100 * log['min_test_accuracy']:.2f}, max {100 * log['max_test_accuracy']:.2f}), "
+        f"{100 * log['share_at_least_94']:.0f}% of runs >= 94%\n"
+        f"training {log['median_train_seconds']:.2f} s median (min "
+        f"{log['min_train_seconds']:.2f}, max {log['max_train_seconds']:.2f}), "
+        f"{log['median_tflops']:.1f} TFLOP/s; data load {log['data_load_seconds']:.1f} s, "
+        f"warm-up run {log['warmup_run_seconds']:.1f} s (excluded)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", action="append", required=True, help="repeatable")
@@ -45,71 +145,13 @@ def main() -> None:
     args = parser.parse_args()
 
     overrides = [config_lib.parse_set(s) for s in args.set]
-    base = config_lib.load(
-        args.config,
-        [*overrides, config_lib.Override("data.root", args.data_dir, "--data-dir")],
-    )
-    base = config_lib.load([], {"out": args.out}, base=base)
-
-    start = time.perf_counter()
-    load_dataset(base.data, base.seed)  # decodes (and caches) once, outside the timed runs
-    data_seconds = time.perf_counter() - start
-
-    warmup_seconds = None
-    if base.train.compile:
-        start = time.perf_counter()
-        api.train(base, overrides={"train.epochs": 2, "schedule.peak_epoch": 1}, log=_quiet)
-        warmup_seconds = time.perf_counter() - start
-
-    results = []
-    for seed in args.seeds:
-        summary = api.train(base, overrides={"seed": seed}, log=_quiet)
-        results.append(summary)
-        print(
-            f"seed {seed}: test accuracy {100 * summary['test_accuracy']:.2f}%  "
-            f"train {summary['train_seconds']:.2f} s  {summary['images_per_second']:,.0f} img/s"
-        )
-
-    flops_per_image = 3 * analytic_forward_flops(base.model.width)  # forward + backward
-    accuracies = [r["test_accuracy"] for r in results]
-    seconds = [r["train_seconds"] for r in results]
-    tflops = [flops_per_image * r["images_per_second"] / 1e12 for r in results]
-    log = {
-        "config": args.config,
-        "overrides": args.set,
-        "device": results[0]["device"],
-        "torch_version": torch.__version__,
-        "cuda_version": torch.version.cuda,
-        "python_version": platform.python_version(),
-        "data_load_seconds": round(data_seconds, 2),
-        "compile_warmup_seconds": round(warmup_seconds, 2) if warmup_seconds else None,
-        "mean_test_accuracy": statistics.mean(accuracies),
-        "min_test_accuracy": min(accuracies),
-        "max_test_accuracy": max(accuracies),
-        "share_at_least_94": sum(a >= TARGET for a in accuracies) / len(accuracies),
-        "mean_train_seconds": statistics.mean(seconds),
-        "mean_tflops": statistics.mean(tflops),
-        "runs": [
-            {
-                "seed": r["seed"],
-                "test_accuracy": r["test_accuracy"],
-                "train_seconds": r["train_seconds"],
-                "eval_seconds": r["eval_seconds"],
-                "images_per_second": r["images_per_second"],
-                "epoch_reached_90": r["epoch_reached_90"],
-                "run_dir": r["run_dir"],
-            }
-            for r in results
-        ],
-    }
-    print(
-        f"\n{len(results)} runs on {log['device']}: test accuracy mean "
-        f"{100 * log['mean_test_accuracy']:.2f}% (min {100 * log['min_test_accuracy']:.2f}%, "
-        f"max {100 * log['max_test_accuracy']:.2f}%), {100 * log['share_at_least_94']:.0f}% "
-        f"of runs >= 94%\ntraining {log['mean_train_seconds']:.2f} s per run, "
-        f"{log['mean_tflops']:.1f} TFLOP/s achieved; data load {data_seconds:.1f} s"
-        + (f", compile warm-up {warmup_seconds:.1f} s" if warmup_seconds else "")
-    )
+    overrides += [
+        config_lib.Override("data.root", args.data_dir, "--data-dir"),
+        config_lib.Override("out", args.out, "--out"),
+    ]
+    base = config_lib.load(args.config, overrides)
+    log = {"config": args.config, "overrides": args.set, **bench(base, args.seeds)}
+    print("\n" + describe(log))
     args.log.parent.mkdir(parents=True, exist_ok=True)
     args.log.write_text(json.dumps(log, indent=2) + "\n")
 

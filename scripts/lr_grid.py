@@ -1,0 +1,183 @@
+"""How good is a learning-rate choice? Train a config over a grid of lr_max x lr_min x seeds, and
+the LR range test's suggestions (find -> train) over the same seeds, and print mean +- std per cell.
+
+    python scripts/lr_grid.py --config configs/cpu-smoke.yaml --data-dir data/cifar10-png \\
+        --lr-max 0.2 0.4 0.8 --lr-min-div 10 100 --seeds 0 1 2 --find \\
+        --results docs/results/lr-grid-cpu-smoke
+
+Every finished run appends one row to RESULTS/runs.csv, so running the same command again skips
+what is done (an interrupted grid continues). `--find` runs `find-lr` once on the config (its own
+seed) and trains each method's suggestion (every named method, or those given to --find); methods
+that suggest the same pair share the runs. RESULTS/summary.md holds the per-cell table, with the
+hardware and versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from cifar_supercon import api, engine, lr_finder  # noqa: E402
+from cifar_supercon import config as config_lib  # noqa: E402
+
+COLUMNS = ("cell", "lr_max", "lr_min", "weight_decay", "seed", "test_accuracy", "train_seconds")
+
+
+@dataclass(frozen=True)
+class Cell:
+    name: str  # "grid" or "find:<method>[,<method>...]"
+    lr_max: float
+    lr_min: float
+    weight_decay: float
+
+    @property
+    def key(self) -> tuple[float, float, float]:
+        return (self.lr_max, self.lr_min, self.weight_decay)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", action="append", required=True, help="repeatable")
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--lr-max", type=float, nargs="*", default=[])
+    parser.add_argument(
+        "--lr-min-div", type=float, nargs="*", default=[10.0], help="lr_min = lr_max / each"
+    )
+    parser.add_argument(
+        "--find",
+        nargs="*",
+        choices=lr_finder.METHODS,
+        default=None,
+        help="also train the range test's suggestions (all methods, or those named)",
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--results", type=Path, required=True, help="runs.csv, summary.md")
+    parser.add_argument("--out", default="runs/lr-grid", help="parent of the run directories")
+    args = parser.parse_args()
+
+    overrides = [config_lib.parse_set(s) for s in args.set]
+    overrides += [
+        config_lib.Override("data.root", args.data_dir, "--data-dir"),
+        config_lib.Override("out", args.out, "--out"),
+    ]
+    base = config_lib.load(args.config, overrides)
+    wd = base.optim.weight_decay
+    cells = [
+        Cell("grid", lr_max, float(f"{lr_max / div:.3g}"), wd)
+        for lr_max in args.lr_max
+        for div in args.lr_min_div
+    ]
+    if args.find is not None:
+        cells += _finder_cells(base, args.find or list(lr_finder.METHODS), args.results)
+
+    args.results.mkdir(parents=True, exist_ok=True)
+    log_path = args.results / "runs.csv"
+    done = _read_rows(log_path)
+    for seed in args.seeds:  # seed-major: a partial grid still covers every cell
+        for cell in cells:
+            if any(_same_run(row, cell, seed) for row in done):
+                continue
+            changes = {
+                "seed": seed,
+                "schedule.lr_max": cell.lr_max,
+                "schedule.lr_min": cell.lr_min,
+                "optim.weight_decay": cell.weight_decay,
+            }
+            summary = api.train(base, overrides=changes, log=lambda _: None)
+            row = {
+                "cell": cell.name,
+                "lr_max": cell.lr_max,
+                "lr_min": cell.lr_min,
+                "weight_decay": cell.weight_decay,
+                "seed": seed,
+                "test_accuracy": summary["test_accuracy"],
+                "train_seconds": summary["train_seconds"],
+            }
+            _append_row(log_path, row)
+            done.append({k: str(v) for k, v in row.items()})
+            print(
+                f"{cell.name:<24} lr_max {cell.lr_max:<7g} lr_min {cell.lr_min:<8g} "
+                f"wd {cell.weight_decay:<7g} seed {seed}: "
+                f"{100 * summary['test_accuracy']:.2f}%  ({summary['train_seconds']:.0f} s)",
+                flush=True,
+            )
+    table = _summary_table(done)
+    print(table)
+    header = (
+        f"# LR grid: {' '.join(args.config)} {' '.join(args.set)}\n\n"
+        f"Hardware: {engine.device_name(engine.resolve_device(base.train.device))}; "
+        f"torch {torch.__version__}, Python {platform.python_version()}.\n"
+        f"Re-run: `python {' '.join(sys.argv)}`\n\n"
+    )
+    (args.results / "summary.md").write_text(header + table + "\n")
+
+
+def _finder_cells(base: config_lib.Config, methods: list[str], results: Path) -> list[Cell]:
+    """One range test on the base config; each distinct suggested (lr_max, lr_min, wd) once."""
+    found = api.find_lr(base, log=lambda _: None)
+    by_pair: dict[tuple[float, float, float], list[str]] = {}
+    for method in methods:
+        choice = lr_finder.choose(found.report, method)
+        by_pair.setdefault((choice.lr_max, choice.lr_min, choice.weight_decay), []).append(method)
+    (results / "finder-run.txt").write_text(f"{found.run_dir}\n")
+    return [Cell("find:" + ",".join(names), *pair) for pair, names in by_pair.items()]
+
+
+def _same_run(row: dict[str, str], cell: Cell, seed: int) -> bool:
+    return (
+        float(row["lr_max"]),
+        float(row["lr_min"]),
+        float(row["weight_decay"]),
+        int(row["seed"]),
+    ) == (*cell.key, seed) and row["cell"] == cell.name
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _append_row(path: Path, row: dict[str, object]) -> None:
+    new = not path.is_file()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _summary_table(rows: list[dict[str, str]]) -> str:
+    """Markdown: one line per cell, best mean first."""
+    cells: dict[tuple[str, str, str, str], list[float]] = {}
+    for row in rows:
+        key = (row["cell"], row["lr_max"], row["lr_min"], row["weight_decay"])
+        cells.setdefault(key, []).append(100 * float(row["test_accuracy"]))
+    lines = [
+        "| cell | lr_max | lr_min | weight decay | n | mean +- std (%) | min | max |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    ranked = sorted(cells.items(), key=lambda item: -statistics.mean(item[1]))
+    for (name, lr_max, lr_min, wd), accs in ranked:
+        std = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        lines.append(
+            f"| {name} | {float(lr_max):g} | {float(lr_min):g} | {float(wd):g} | {len(accs)} | "
+            f"{statistics.mean(accs):.2f} +- {std:.2f} | {min(accs):.2f} | {max(accs):.2f} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Reading a range test: zero-lag smoothing and every suggestion, pinned on synthetic curves."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from cifar_supercon import suggest
+
+# 161 lrs, 20 per decade, from 1e-4 to 1e4.
+LRS = [10 ** (-4 + i / 20) for i in range(161)]
+
+
+def shape(x: float) -> float:
+    """A range-test curve in log10(lr) = x: flat at 2.3 up to 1e-3, a straight fall to 1.0 at
+    1e-1, flat up to 1e0, then a steep rise."""
+    if x <= -3:
+        return 2.3
+    if x <= -1:
+        return 2.3 - 1.3 * (x + 3) / 2
+    if x <= 0:
+        return 1.0
+    return 1.0 + 5 * x**2
+
+
+CURVE = [shape(math.log10(lr)) for lr in LRS]
+
+
+def causal_ema(values: list[float], beta: float) -> list[float]:
+    out, average = [], values[0]
+    for v in values:
+        average = beta * average + (1 - beta) * v
+        out.append(average)
+    return out
+
+
+def test_zero_lag_keeps_a_symmetric_bump_in_place() -> None:
+    bump = [math.exp(-(((i - 50) / 6) ** 2)) for i in range(101)]
+    smoothed = suggest.zero_lag(bump, 0.9)
+    assert max(range(101), key=smoothed.__getitem__) == 50
+    assert smoothed[50 - 7] == pytest.approx(smoothed[50 + 7], rel=1e-2)  # still symmetric
+    assert smoothed[50] < 1.0  # it did smooth
+    lagging = causal_ema(bump, 0.9)
+    assert max(range(101), key=lagging.__getitem__) >= 54  # what the causal average does
+
+
+def test_zero_lag_of_a_constant_is_the_constant_and_a_diverged_tail_is_kept() -> None:
+    assert suggest.zero_lag([3.0] * 10, 0.95) == pytest.approx([3.0] * 10)
+    values = [2.0, 2.0, 2.0, math.inf, math.nan]
+    smoothed = suggest.zero_lag(values, 0.5)
+    assert smoothed[:3] == pytest.approx([2.0, 2.0, 2.0])
+    assert smoothed[3] == math.inf and math.isnan(smoothed[4])
+    assert suggest.zero_lag([], 0.9) == []
+
+
+def test_bounds_on_a_known_curve() -> None:
+    # Edges at 10% of the 1.3 drop: the fall reaches 2.17 at x = -2.8 (lr 1.58e-3); the loss
+    # climbs past 1.13 at x = sqrt(0.026) = 0.161 (lr 1.45): the last lr below that is 10^0.15.
+    found = suggest.suggest(LRS, CURVE, tolerance=0.1, div_factor=10, flat_steps=5)
+    bounds = found["bounds"]
+    assert bounds is not None and bounds.lr_min_from == "curve"
+    assert bounds.lr_min == pytest.approx(10**-2.8, rel=5e-3)
+    assert bounds.lr_max == pytest.approx(10**0.15, rel=5e-3)
+    reading = suggest.read(CURVE, 0.1, 5)
+    assert reading is not None and reading.turned_up and reading.drop == pytest.approx(1.3)
+    # A wider tolerance widens the range on both sides.
+    wide = suggest.suggest(LRS, CURVE, tolerance=0.3, div_factor=10, flat_steps=5)["bounds"]
+    assert wide is not None and wide.lr_min > bounds.lr_min and wide.lr_max > bounds.lr_max
+
+
+def test_the_other_methods_on_the_known_curve() -> None:
+    found = suggest.suggest(LRS, CURVE, tolerance=0.1, div_factor=10, flat_steps=5)
+    # The flat bottom's first point (1e-1) is the lowest; its tenth is `minimum`.
+    assert found["minimum"] is not None and found["minimum"].lr_max == pytest.approx(1e-2)
+    # A straight fall in log(lr): the first slope wholly on it wins (x = -2.9).
+    assert found["steepest"] is not None and found["steepest"].lr_max == pytest.approx(
+        10**-2.9, rel=5e-3
+    )
+    assert found["valley"] is not None and 1e-3 < found["valley"].lr_max < 1e-1
+    for method in ("minimum", "steepest", "valley"):
+        choice = found[method]
+        assert choice is not None and choice.lr_min_from == "lr_max / 10"
+        assert choice.lr_min == pytest.approx(choice.lr_max / 10, rel=5e-3)
+
+
+def test_bounds_under_noise_with_zero_lag_smoothing() -> None:
+    rng = random.Random(0)
+    noisy = [v + rng.gauss(0, 0.05) for v in CURVE]
+    found = suggest.suggest(LRS, suggest.zero_lag(noisy, 0.9), 0.1, 10, flat_steps=10)
+    bounds = found["bounds"]
+    assert bounds is not None and bounds.lr_min_from == "curve"
+    assert 10**-2.8 / 2 < bounds.lr_min < 10**-2.8 * 2
+    assert 10**0.15 / 2 < bounds.lr_max < 10**0.15 * 1.5
+
+
+def test_a_curve_that_never_turns_up_suggests_its_last_lr() -> None:
+    falling = [shape(math.log10(lr)) for lr in LRS[:60]]  # stops at 10^-1.05, still falling
+    reading = suggest.read(falling, 0.1, 5)
+    assert reading is not None and not reading.turned_up and reading.valley_end == 59
+    bounds = suggest.suggest(LRS[:60], falling, 0.1, 10, 5)["bounds"]
+    assert bounds is not None and bounds.lr_max == pytest.approx(LRS[59], rel=5e-3)
+
+
+def test_a_curve_that_diverges_at_once_gives_nothing() -> None:
+    rising = [2.3 + i * 0.1 for i in range(30)] + [math.inf]
+    assert suggest.read(rising, 0.1, 5) is None
+    assert suggest.suggest(LRS[:31], rising, 0.1, 10, 5) == dict.fromkeys(suggest.METHODS)
+    assert suggest.suggest([1e-3, 1e-2], [2.0, 1.0], 0.1, 10, 5) == dict.fromkeys(suggest.METHODS)
+
+
+def test_no_clear_start_takes_lr_min_from_the_divisor() -> None:
+    # Falling from the first step: there is no plateau to leave, so lr_min = lr_max / div_factor.
+    curve = CURVE[20:]  # starts at 1e-3, where the fall begins
+    bounds = suggest.suggest(LRS[20:], curve, 0.1, div_factor=25, flat_steps=10)["bounds"]
+    assert bounds is not None and bounds.lr_min_from == "lr_max / 25"
+    assert bounds.lr_min == pytest.approx(bounds.lr_max / 25, rel=5e-3)
+
+
+def test_a_start_too_close_to_the_top_takes_the_divisor() -> None:
+    # A fall and a rise within a factor of 3 in lr is no range to cycle over.
+    narrow = [2.0, 2.0, 2.0, 2.0, 2.0, 1.0, 1.0, 5.0, 9.0]
+    lrs = [1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8]
+    bounds = suggest.suggest(lrs, narrow, 0.1, 10, flat_steps=3)["bounds"]
+    assert bounds is not None and bounds.lr_min_from == "lr_max / 10"
+    assert bounds.lr_max == 1.6 and bounds.lr_min == 0.16
+
+
+def test_weight_decay_by_lowest_loss_then_largest_lr() -> None:
+    # Curves 0 and 1 reach (within 10% of the drop) the lowest loss; 1 tolerates the larger lr.
+    assert suggest.pick_curve([1.00, 1.05, 1.60], [1.0, 1.0, 0.6], [0.3, 0.5, 2.0], 0.1) == 1
+    # Curve 1 goes further but ends clearly higher: the lowest loss wins.
+    assert suggest.pick_curve([1.00, 1.20], [1.0, 0.8], [0.3, 0.9], 0.1) == 0
+    # Equal on both: the first listed.
+    assert suggest.pick_curve([1.0, 1.0], [1.0, 1.0], [0.4, 0.4], 0.1) == 0
+    # A curve without a suggestion cannot be chosen; none at all gives None.
+    assert suggest.pick_curve([0.5, 1.0], [1.0, 1.0], [None, 0.4], 0.1) == 1
+    assert suggest.pick_curve([1.0], [0.0], [None], 0.1) is None
