@@ -311,7 +311,7 @@ def program() -> str:
     """How to start this program again from here, as the user did: `supercon` when that is on
     PATH, else the path they typed (`.venv/bin/supercon`) or `python -m cifar_supercon`."""
     started = Path(sys.argv[0])
-    if started.name == "__main__.py":
+    if started.name == "__main__.py" and started.parent.name == "cifar_supercon":
         return f"{_nearby(Path(sys.executable))} -m cifar_supercon"
     on_path = shutil.which("supercon")
     if started.name != "supercon" or (on_path and Path(on_path).resolve() == started.resolve()):
