@@ -110,11 +110,11 @@ def read_curves(
     curves: Sequence[Curve], tolerance: float, div_factor: float, flat_steps: int
 ) -> tuple[list[dict[str, Suggestion | None]], dict[str, Choice | None]]:
     """Each curve's suggestions, and per method the curve (weight decay) Smith's rule picks."""
-    suggestions = [
-        suggest_lib.suggest(c.lrs, c.smoothed, tolerance, div_factor, flat_steps, c.diverged)
-        for c in curves
-    ]
     readings = [suggest_lib.read(c.smoothed, tolerance, flat_steps, c.diverged) for c in curves]
+    suggestions = [
+        suggest_lib.from_reading(c.lrs, c.smoothed, reading, div_factor)
+        for c, reading in zip(curves, readings, strict=True)
+    ]
     minima = [
         c.smoothed[r.lowest] if r else math.inf for c, r in zip(curves, readings, strict=True)
     ]
@@ -124,8 +124,8 @@ def read_curves(
         picks = [s[method] for s in suggestions]
         lr_maxes = [p.lr_max if p else None for p in picks]
         index = suggest_lib.pick_curve(minima, drops, lr_maxes, tolerance)
-        pick = picks[index] if index is not None else None
-        choices[method] = (index, pick) if index is not None and pick is not None else None
+        # pick_curve only picks a curve that has a suggestion: picks[index] is one
+        choices[method] = None if index is None else (index, picks[index])  # type: ignore[assignment]
     return suggestions, choices
 
 
@@ -168,9 +168,14 @@ def find_in_setup(setup: Setup, progress: bool = False) -> FinderReport:
     method = cfg.suggest if choices[cfg.suggest] is not None else "bounds"
     if choices[method] is None:
         longest = max(len(c.lrs) for c in curves)
+        if all(c.diverged for c in curves):
+            raise SuperconError(
+                f"LR range test: the loss diverged after {longest} steps without falling first "
+                f"(from finder.start_lr = {cfg.start_lr:g}); lower finder.start_lr"
+            )
         raise SuperconError(
-            f"LR range test: the loss never fell (at most {longest} steps, from "
-            f"finder.start_lr = {cfg.start_lr:g}); lower finder.start_lr or raise "
+            f"LR range test: the loss never fell in {longest} steps from finder.start_lr = "
+            f"{cfg.start_lr:g} to finder.end_lr = {cfg.end_lr:g}; raise finder.end_lr or "
             "finder.num_iters"
         )
     return FinderReport(curves, suggestions, choices, method)

@@ -6,11 +6,13 @@ the result: a symmetric kernel), so every feature stays at the lr where it happe
 which the range test needs to decide online when to stop, trails the curve by about 1 / (1 - beta)
 steps: at beta 0.95 on a 100-step sweep over five decades, one decade of lr.
 
-Methods (each gives lr_max; lr_min comes from the curve for `bounds`, else lr_max / div_factor):
-- bounds (Smith, arXiv 1506.01186 sec. 3.3 and 1803.09820 sec. 4.1): the two edges of the range
-  in which the network learns. lr_min where the loss starts to fall (the smoothed loss has dropped
-  by `tolerance` of its total drop); lr_max at the upper edge of the valley, the largest lr before
-  the loss rises more than `tolerance` of the drop above its minimum.
+Methods (each gives lr_max; lr_min comes from the curve for `bounds` and `edge`, else
+lr_max / div_factor):
+- bounds (Smith, arXiv 1506.01186 sec. 3.3 and 1803.09820 sec. 4.1): the range in which the
+  network learns. lr_min where the loss starts to fall (the smoothed loss has dropped by
+  `tolerance` of its total drop); lr_max where it stops falling (the smoothed minimum).
+- edge: lr_min as bounds; lr_max at the upper edge of the valley, the largest lr before the loss
+  rises more than `tolerance` of the drop above its minimum (the last lr that still trains).
 - steepest: where the smoothed loss falls fastest against log(lr), before its minimum.
 - valley: the middle of the longest run of consecutive decreases before the minimum.
 - minimum: the lr of the lowest smoothed loss, divided by 10.
@@ -22,7 +24,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-METHODS = ("bounds", "steepest", "valley", "minimum")
+METHODS = ("bounds", "edge", "steepest", "valley", "minimum")
 MIN_POINTS = 3  # fewer finite points than this: no reading at all
 MIN_RANGE = 3.0  # a curve's lr_min must lie at least this factor below lr_max (Smith: 3 to 10)
 
@@ -106,7 +108,13 @@ def suggest(
     diverged: bool = False,
 ) -> dict[str, Suggestion | None]:
     """Every method's suggestion for one curve (None where the curve gives that method nothing)."""
-    reading = read(smoothed, tolerance, flat_steps, diverged)
+    return from_reading(lrs, smoothed, read(smoothed, tolerance, flat_steps, diverged), div_factor)
+
+
+def from_reading(
+    lrs: Sequence[float], smoothed: Sequence[float], reading: Reading | None, div_factor: float
+) -> dict[str, Suggestion | None]:
+    """`suggest` for a curve already `read`."""
     if reading is None:
         return dict.fromkeys(METHODS)
     logs = [math.log(lr) for lr in lrs]
@@ -122,7 +130,8 @@ def suggest(
         elif i - run_start > longest[1] - longest[0]:
             longest = (run_start, i)
     lr_max = {
-        "bounds": lrs[reading.valley_end],
+        "bounds": lrs[lowest],
+        "edge": lrs[reading.valley_end],
         "steepest": lrs[min(slopes, key=slopes.__getitem__)] if slopes else None,
         "valley": lrs[(longest[0] + longest[1]) // 2] if longest[1] > longest[0] else None,
         "minimum": lrs[lowest] / 10,
@@ -135,7 +144,7 @@ def suggest(
             continue
         top = _round(top)
         bottom, source = _round(top / div_factor), by_divisor
-        if method == "bounds" and reading.descent_start is not None:
+        if method in ("bounds", "edge") and reading.descent_start is not None:
             start = _round(lrs[reading.descent_start])
             if start * MIN_RANGE <= top:
                 bottom, source = start, "curve"

@@ -50,9 +50,10 @@ def main() -> None:
         share = timeline["checkpoint"] / summary["wall_seconds"]
         size = (Path(summary["run_dir"]) / "checkpoints" / "last.pt").stat().st_size
         results[label] = {**timeline, "wall": summary["wall_seconds"], "share": share}
+        wall = summary["wall_seconds"]
         print(
-            f"{label:<16} checkpoints {timeline['checkpoint']:.2f} s of {summary['wall_seconds']:.1f} s "
-            f"wall ({100 * share:.2f}%); train {timeline['train']:.1f} s; last.pt {size / 1e6:.1f} MB"
+            f"{label:<16} checkpoints {timeline['checkpoint']:.2f} s of {wall:.1f} s wall "
+            f"({100 * share:.2f}%); train {timeline['train']:.1f} s; last.pt {size / 1e6:.1f} MB"
         )
     if args.log:
         args.log.write_text(json.dumps({"config": args.config, "set": args.set, "device": device,

@@ -6,10 +6,10 @@ the LR range test's suggestions (find -> train) over the same seeds, and print m
         --results docs/results/lr-grid-cpu-smoke
 
 Every finished run appends one row to RESULTS/runs.csv, so running the same command again skips
-what is done (an interrupted grid continues). `--find` runs `find-lr` once on the config (its own
-seed) and trains each method's suggestion (every named method, or those given to --find); methods
-that suggest the same pair share the runs. RESULTS/summary.md holds the per-cell table, with the
-hardware and versions.
+what is done (an interrupted grid continues). `--find` runs `find-lr` once on the config (its
+own seed) and trains the suggestion of each method named (none named: the config's
+finder.suggest); methods that suggest the same pair share the runs. RESULTS/summary.md holds the
+per-cell table, with the hardware and versions.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def main() -> None:
         nargs="*",
         choices=lr_finder.METHODS,
         default=None,
-        help="also train the range test's suggestions (all methods, or those named)",
+        help="also train the range test's suggestions: those of the methods named, or with no "
+        "name the config's finder.suggest",
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--results", type=Path, required=True, help="runs.csv, summary.md")
@@ -79,7 +80,8 @@ def main() -> None:
         for div in args.lr_min_div
     ]
     if args.find is not None:
-        cells += _finder_cells(base, args.find or list(lr_finder.METHODS), args.results)
+        args.results.mkdir(parents=True, exist_ok=True)
+        cells += _finder_cells(base, args.find or [base.finder.suggest], args.results)
 
     args.results.mkdir(parents=True, exist_ok=True)
     log_path = args.results / "runs.csv"
@@ -128,8 +130,13 @@ def _finder_cells(base: config_lib.Config, methods: list[str], results: Path) ->
     found = api.find_lr(base, log=lambda _: None)
     by_pair: dict[tuple[float, float, float], list[str]] = {}
     for method in methods:
-        choice = lr_finder.choose(found.report, method)
-        by_pair.setdefault((choice.lr_max, choice.lr_min, choice.weight_decay), []).append(method)
+        choice = found.report.choices[method]
+        if choice is None:
+            print(f"find:{method}: no suggestion from this curve")
+            continue
+        index, suggestion = choice
+        wd = found.report.curves[index].weight_decay
+        by_pair.setdefault((suggestion.lr_max, suggestion.lr_min, wd), []).append(method)
     (results / "finder-run.txt").write_text(f"{found.run_dir}\n")
     return [Cell("find:" + ",".join(names), *pair) for pair, names in by_pair.items()]
 

@@ -243,7 +243,7 @@ CASES = {
     "config: peak epoch rounds to no step": Case(
         lambda ws, c: ["plot-schedule", "--peak-epoch", "0.005", "--out", str(ws / "s.png")],
         2,
-        "schedule.peak_epoch: 0.005 puts the peak at step -1, outside 1..2350",
+        "schedule.peak_epoch: 0.005 puts the peak at step -1, outside 1..2326",
     ),
     "usage: --cycles with a one-cycle policy": Case(
         lambda ws, c: ["plot-schedule", "--cycles", "2", "--out", str(ws / "s.png")],
@@ -328,6 +328,21 @@ CASES = {
         1,
         "evil.pt: refused: the file holds pickled objects that could run code",
         prepare=pickled_payload,
+    ),
+    "finder: the loss diverged at once": Case(
+        lambda ws, c: [
+            "find-lr",
+            "--config",
+            str(c),
+            "--no-progress",
+            "--set",
+            "finder.start_lr=1e6",
+            "--set",
+            "finder.end_lr=1e7",
+        ],  # fmt: skip
+        1,
+        "LR range test: the loss diverged after 2 steps without falling first "
+        "(from finder.start_lr = 1e+06); lower finder.start_lr",
     ),
     "runs: training loss not finite": Case(
         lambda ws, c: train(ws, c, "--lr-min", "1e12", "--lr-max", "1e13"),

@@ -55,19 +55,24 @@ def test_zero_lag_of_a_constant_is_the_constant_and_a_diverged_tail_is_kept() ->
     assert suggest.zero_lag([], 0.9) == []
 
 
-def test_bounds_on_a_known_curve() -> None:
-    # Edges at 10% of the 1.3 drop: the fall reaches 2.17 at x = -2.8 (lr 1.58e-3); the loss
-    # climbs past 1.13 at x = sqrt(0.026) = 0.161 (lr 1.45): the last lr below that is 10^0.15.
+def test_bounds_and_edge_on_a_known_curve() -> None:
+    # At 10% of the 1.3 drop the fall reaches 2.17 at x = -2.8 (lr 1.58e-3): both lr_min.
+    # bounds: lr_max where the loss stops falling, the first point of the flat bottom (1e-1).
+    # edge: the loss climbs past 1.13 at x = sqrt(0.026) = 0.161 (lr 1.45): the last lr below
+    # that is 10^0.15.
     found = suggest.suggest(LRS, CURVE, tolerance=0.1, div_factor=10, flat_steps=5)
-    bounds = found["bounds"]
-    assert bounds is not None and bounds.lr_min_from == "curve"
-    assert bounds.lr_min == pytest.approx(10**-2.8, rel=5e-3)
-    assert bounds.lr_max == pytest.approx(10**0.15, rel=5e-3)
+    bounds, edge = found["bounds"], found["edge"]
+    assert bounds is not None and edge is not None
+    assert bounds.lr_max == pytest.approx(1e-1, rel=5e-3)
+    assert edge.lr_max == pytest.approx(10**0.15, rel=5e-3)
+    for choice in (bounds, edge):
+        assert choice.lr_min_from == "curve"
+        assert choice.lr_min == pytest.approx(10**-2.8, rel=5e-3)
     reading = suggest.read(CURVE, 0.1, 5)
     assert reading is not None and reading.turned_up and reading.drop == pytest.approx(1.3)
     # A wider tolerance widens the range on both sides.
-    wide = suggest.suggest(LRS, CURVE, tolerance=0.3, div_factor=10, flat_steps=5)["bounds"]
-    assert wide is not None and wide.lr_min > bounds.lr_min and wide.lr_max > bounds.lr_max
+    wide = suggest.suggest(LRS, CURVE, tolerance=0.3, div_factor=10, flat_steps=5)["edge"]
+    assert wide is not None and wide.lr_min > edge.lr_min and wide.lr_max > edge.lr_max
 
 
 def test_the_other_methods_on_the_known_curve() -> None:
@@ -85,31 +90,37 @@ def test_the_other_methods_on_the_known_curve() -> None:
         assert choice.lr_min == pytest.approx(choice.lr_max / 10, rel=5e-3)
 
 
-def test_bounds_under_noise_with_zero_lag_smoothing() -> None:
+def test_bounds_and_edge_under_noise_with_zero_lag_smoothing() -> None:
     # Smoothing spreads the steep rise and the fall over its span (about 13 steps at beta 0.9,
-    # 0.65 decades here): both edges move outwards in loss, i.e. the range narrows at the top
+    # 0.65 decades here): the edges move outwards in loss, i.e. the range narrows at the top
     # and reaches lower at the bottom, never the reverse.
-    clean = suggest.suggest(LRS, suggest.zero_lag(CURVE, 0.9), 0.1, 10, flat_steps=10)["bounds"]
-    assert clean is not None and clean.lr_min_from == "curve"
-    assert 10**0.15 / 10 < clean.lr_max < 10**0.15
-    assert 10**-2.8 / 3 < clean.lr_min < 10**-2.8
-    # Noise of 0.05 (4% of the drop) per step hardly moves the reading.
+    smoothed = suggest.zero_lag(CURVE, 0.9)
+    clean = suggest.suggest(LRS, smoothed, 0.1, 10, flat_steps=10)
+    edge, bounds = clean["edge"], clean["bounds"]
+    assert edge is not None and bounds is not None and edge.lr_min_from == "curve"
+    assert 10**0.15 / 10 < edge.lr_max < 10**0.15
+    assert 10**-2.8 / 3 < edge.lr_min < 10**-2.8
+    assert 1e-1 <= bounds.lr_max <= 1  # somewhere on the flat bottom
+    # Noise of 0.05 (4% of the drop) per step hardly moves the edges.
     for seed in range(5):
         rng = random.Random(seed)
         noisy = [v + rng.gauss(0, 0.05) for v in CURVE]
         found = suggest.suggest(LRS, suggest.zero_lag(noisy, 0.9), 0.1, 10, flat_steps=10)
-        bounds = found["bounds"]
-        assert bounds is not None and bounds.lr_min_from == "curve"
-        assert clean.lr_max / 1.3 < bounds.lr_max < clean.lr_max * 1.3
-        assert clean.lr_min / 2 < bounds.lr_min < clean.lr_min * 2
+        noisy_edge, noisy_bounds = found["edge"], found["bounds"]
+        assert noisy_edge is not None and noisy_bounds is not None
+        assert noisy_edge.lr_min_from == "curve"
+        assert edge.lr_max / 1.3 < noisy_edge.lr_max < edge.lr_max * 1.3
+        assert edge.lr_min / 2 < noisy_edge.lr_min < edge.lr_min * 2
+        assert 1e-1 / 2 <= noisy_bounds.lr_max <= 1
 
 
 def test_a_curve_that_never_turns_up_suggests_its_last_lr() -> None:
     falling = [shape(math.log10(lr)) for lr in LRS[:60]]  # stops at 10^-1.05, still falling
     reading = suggest.read(falling, 0.1, 5)
     assert reading is not None and not reading.turned_up and reading.valley_end == 59
-    bounds = suggest.suggest(LRS[:60], falling, 0.1, 10, 5)["bounds"]
-    assert bounds is not None and bounds.lr_max == pytest.approx(LRS[59], rel=5e-3)
+    for method in ("bounds", "edge"):
+        choice = suggest.suggest(LRS[:60], falling, 0.1, 10, 5)[method]
+        assert choice is not None and choice.lr_max == pytest.approx(LRS[59], rel=5e-3)
 
 
 def test_a_curve_that_diverges_at_once_gives_nothing() -> None:
@@ -131,9 +142,9 @@ def test_a_start_too_close_to_the_top_takes_the_divisor() -> None:
     # A fall and a rise within a factor of 3 in lr is no range to cycle over.
     narrow = [2.0, 2.0, 2.0, 2.0, 2.0, 1.0, 1.0, 5.0, 9.0]
     lrs = [1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8]
-    bounds = suggest.suggest(lrs, narrow, 0.1, 10, flat_steps=3)["bounds"]
-    assert bounds is not None and bounds.lr_min_from == "lr_max / 10"
-    assert bounds.lr_max == 1.6 and bounds.lr_min == 0.16
+    edge = suggest.suggest(lrs, narrow, 0.1, 10, flat_steps=3)["edge"]
+    assert edge is not None and edge.lr_min_from == "lr_max / 10"
+    assert edge.lr_max == 1.6 and edge.lr_min == 0.16
 
 
 def test_weight_decay_by_lowest_loss_then_largest_lr() -> None:
