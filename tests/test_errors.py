@@ -339,7 +339,7 @@ CASES = {
             "finder.start_lr=1e6",
             "--set",
             "finder.end_lr=1e7",
-        ],  # fmt: skip
+        ],
         1,
         "LR range test: the loss diverged after 2 steps without falling first "
         "(from finder.start_lr = 1e+06); lower finder.start_lr",

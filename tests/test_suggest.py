@@ -160,9 +160,9 @@ def test_weight_decay_by_lowest_loss_then_largest_lr() -> None:
 
 
 def test_a_diverging_tail_is_clipped_at_the_start_level() -> None:
-    tail = CURVE[:85] + [50.0, 5e3, 5e5]  # the loss explodes after the flat bottom
+    tail = [*CURVE[:85], 50.0, 5e3, 5e5]  # the loss explodes after the flat bottom
     clipped = suggest.zero_lag(tail, 0.9, ceiling=tail[0])
-    assert clipped == pytest.approx(suggest.zero_lag(CURVE[:85] + [2.3] * 3, 0.9))
+    assert clipped == pytest.approx(suggest.zero_lag([*CURVE[:85], 2.3, 2.3, 2.3], 0.9))
     assert 60 <= min(range(88), key=clipped.__getitem__) <= 80  # the bottom stays in [0.1, 1]
     assert min(suggest.zero_lag(tail, 0.9)) > 2.3  # unclipped, the tail lifts the whole curve
 
