@@ -526,23 +526,26 @@ def test_plot_schedule_default_config(tmp_path):
     assert_png(png)
     header, rows = read_csv(table)
     assert header == "step,epoch,lr,momentum"
-    assert len(rows) == 24 * 98 == 2352
-    assert [int(r["step"]) for r in rows] == list(range(2352))
-    assert float(rows[0]["lr"]) == 0.04
+    per_epoch = 50_000 // 512  # 97: the short last batch is dropped (data.drop_last)
+    assert len(rows) == 24 * per_epoch == 2328
+    assert [int(r["step"]) for r in rows] == list(range(2328))
+    lr_min, lr_max = Config().schedule.lr_min, Config().schedule.lr_max
+    peak = 5 * per_epoch - 1  # the last step of epoch 5
+    assert float(rows[0]["lr"]) == lr_min
     assert float(rows[0]["momentum"]) == 0.95
-    assert float(rows[489]["lr"]) == pytest.approx(0.4, rel=1e-12)
-    assert float(rows[489]["momentum"]) == pytest.approx(0.85, rel=1e-12)
-    assert float(rows[-1]["lr"]) == pytest.approx(0.04, rel=1e-12)
+    assert float(rows[peak]["lr"]) == pytest.approx(lr_max, rel=1e-12)
+    assert float(rows[peak]["momentum"]) == pytest.approx(0.85, rel=1e-12)
+    assert float(rows[-1]["lr"]) == pytest.approx(lr_min, rel=1e-12)
     assert float(rows[-1]["momentum"]) == pytest.approx(0.95, rel=1e-12)
     epochs = [int(r["epoch"]) for r in rows]
-    assert set(epochs[:98]) == {1}
-    assert epochs[98] == 2
-    assert epochs[489] == 5 and epochs[490] == 6
+    assert set(epochs[:per_epoch]) == {1}
+    assert epochs[per_epoch] == 2
+    assert epochs[peak] == 5 and epochs[peak + 1] == 6
     assert epochs[-1] == 24
     assert epochs == sorted(epochs) and set(epochs) == set(range(1, 25))
     # every row is the schedule itself, to the last bit
-    sched = schedule.build(Config().schedule, 24, 98)
-    assert [(float(r["lr"]), float(r["momentum"])) for r in rows] == trace(sched, 2352)
+    sched = schedule.build(Config().schedule, 24, per_epoch)
+    assert [(float(r["lr"]), float(r["momentum"])) for r in rows] == trace(sched, 2328)
 
 
 @pytest.mark.parametrize("cycles", [3, 2])
@@ -555,18 +558,20 @@ def test_plot_schedule_triangular_cycles(tmp_path, cycles):
     assert_png(png)
     header, rows = read_csv(table)
     assert header == "step,epoch,lr,momentum"
-    step_size = 4 * 98  # round(schedule.step_size_epochs * steps per epoch)
+    per_epoch = 50_000 // 512  # 97 (data.drop_last)
+    step_size = 4 * per_epoch  # round(schedule.step_size_epochs * steps per epoch)
     assert len(rows) == cycles * 2 * step_size
     lrs = [float(r["lr"]) for r in rows]
     momenta = [float(r["momentum"]) for r in rows]
+    lr_min, lr_max = Config().schedule.lr_min, Config().schedule.lr_max
     for cycle in range(cycles):
         start = 2 * step_size * cycle
-        assert lrs[start] == pytest.approx(0.04, rel=1e-12)
+        assert lrs[start] == pytest.approx(lr_min, rel=1e-12)
         assert momenta[start] == pytest.approx(0.95, rel=1e-12)
-        assert lrs[start + step_size] == pytest.approx(0.4, rel=1e-12)
+        assert lrs[start + step_size] == pytest.approx(lr_max, rel=1e-12)
         assert momenta[start + step_size] == pytest.approx(0.85, rel=1e-12)
-    assert lrs[-1] == pytest.approx(0.04 + 0.36 / step_size, rel=1e-12)
-    assert int(rows[-1]["epoch"]) == (len(rows) - 1) // 98 + 1
+    assert lrs[-1] == pytest.approx(lr_min + (lr_max - lr_min) / step_size, rel=1e-12)
+    assert int(rows[-1]["epoch"]) == (len(rows) - 1) // per_epoch + 1
 
 
 def test_plot_schedule_cycles_needs_cyclic_policy(tmp_path):
