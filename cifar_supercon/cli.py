@@ -7,6 +7,7 @@ line each on stderr; `--debug` shows the traceback instead.
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import sys
 from collections.abc import Iterator
@@ -275,14 +276,13 @@ def find_lr(
         for column in ("weight decay", "lowest loss", "at lr", "stopped"):
             curves.add_column(column)
         for i, curve in enumerate(report.curves):
-            finite = [j for j, v in enumerate(curve.smoothed) if v == v]
-            lowest = min(finite, key=curve.smoothed.__getitem__)
+            finite = [j for j, v in enumerate(curve.smoothed) if math.isfinite(v)]
+            lowest = min(finite, key=curve.smoothed.__getitem__) if finite else None
             stop = f"diverged at {curve.lrs[-1]:.3g}" if curve.diverged else "end of sweep"
-            mark = " *" if i == report.chosen[0] else ""
             curves.add_row(
-                f"{curve.weight_decay:g}{mark}",
-                f"{curve.smoothed[lowest]:.3f}",
-                f"{curve.lrs[lowest]:.3g}",
+                f"{curve.weight_decay:g}" + (" *" if i == report.chosen[0] else ""),
+                f"{curve.smoothed[lowest]:.3f}" if lowest is not None else "-",
+                f"{curve.lrs[lowest]:.3g}" if lowest is not None else "-",
                 stop,
             )
         out_console.print(curves)

@@ -21,25 +21,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import script_config  # noqa: E402
+
 from cifar_supercon import api, engine  # noqa: E402
-from cifar_supercon import config as config_lib  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", action="append", required=True)
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--out", default="runs/bench-checkpoint")
+    script_config.add_options(parser, out="runs/bench-checkpoint")
     parser.add_argument("--log", type=Path, help="JSON log to write")
     args = parser.parse_args()
 
-    overrides = [config_lib.parse_set(s) for s in args.set]
-    overrides += [
-        config_lib.Override("data.root", args.data_dir, "--data-dir"),
-        config_lib.Override("out", args.out, "--out"),
-    ]
-    base = config_lib.load(args.config, overrides)
+    base = script_config.load(args)
     device = engine.device_name(engine.resolve_device(base.train.device))
     print(f"{' '.join(args.config)} {' '.join(args.set)}; {device}")
     results = {}

@@ -29,6 +29,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import script_config  # noqa: E402
+
 from cifar_supercon import api  # noqa: E402
 from cifar_supercon import config as config_lib  # noqa: E402
 from cifar_supercon.data import load_dataset  # noqa: E402
@@ -136,20 +138,12 @@ def describe(log: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", action="append", required=True, help="repeatable")
-    parser.add_argument("--data-dir", required=True)
+    script_config.add_options(parser, out="runs/bench")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--out", default="runs/bench", help="parent of the run directories")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--log", type=Path, required=True, help="JSON log to write")
     args = parser.parse_args()
 
-    overrides = [config_lib.parse_set(s) for s in args.set]
-    overrides += [
-        config_lib.Override("data.root", args.data_dir, "--data-dir"),
-        config_lib.Override("out", args.out, "--out"),
-    ]
-    base = config_lib.load(args.config, overrides)
+    base = script_config.load(args)
     log = {"config": args.config, "overrides": args.set, **bench(base, args.seeds)}
     print("\n" + describe(log))
     args.log.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import script_config  # noqa: E402
+
 from cifar_supercon import api, engine, lr_finder  # noqa: E402
 from cifar_supercon import config as config_lib  # noqa: E402
 
@@ -47,9 +49,7 @@ class Cell:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", action="append", required=True, help="repeatable")
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    script_config.add_options(parser, out="runs/lr-grid")
     parser.add_argument("--lr-max", type=float, nargs="*", default=[])
     parser.add_argument(
         "--lr-min-div", type=float, nargs="*", default=[10.0], help="lr_min = lr_max / each"
@@ -64,15 +64,9 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--results", type=Path, required=True, help="runs.csv, summary.md")
-    parser.add_argument("--out", default="runs/lr-grid", help="parent of the run directories")
     args = parser.parse_args()
 
-    overrides = [config_lib.parse_set(s) for s in args.set]
-    overrides += [
-        config_lib.Override("data.root", args.data_dir, "--data-dir"),
-        config_lib.Override("out", args.out, "--out"),
-    ]
-    base = config_lib.load(args.config, overrides)
+    base = script_config.load(args)
     wd = base.optim.weight_decay
     cells = [
         Cell("grid", lr_max, float(f"{lr_max / div:.3g}"), wd)
