@@ -93,7 +93,8 @@ def find_lr(
     run = runs.create(cfg.out, f"{cfg.name}-find-lr")
     runs.write_config(run, cfg)
     report = lr_finder.find_in_setup(setup, progress)
-    return FindLrResult(report, run, lr_finder.write_outputs(report, cfg, run))
+    files = lr_finder.write_outputs(report, cfg, run, tested=run / runs.CONFIG_FILE)
+    return FindLrResult(report, run, files)
 
 
 @dataclass(frozen=True)

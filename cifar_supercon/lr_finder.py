@@ -181,8 +181,9 @@ def find_in_setup(setup: Setup, progress: bool = False) -> FinderReport:
     return FinderReport(curves, suggestions, choices, method)
 
 
-def write_outputs(report: FinderReport, cfg: Config, folder: Path) -> dict[str, Path]:
-    """lr_finder.csv, lr_finder.png and suggested.yaml (a fragment `train --config` accepts)."""
+def write_outputs(report: FinderReport, cfg: Config, folder: Path, tested: Path) -> dict[str, Path]:
+    """lr_finder.csv, lr_finder.png and suggested.yaml (a fragment `train --config` accepts on
+    top of `tested`, the config file the range test ran with)."""
     folder.mkdir(parents=True, exist_ok=True)
     sweeping = cfg.finder.weight_decays is not None
     buffer = io.StringIO()
@@ -206,8 +207,8 @@ def write_outputs(report: FinderReport, cfg: Config, folder: Path) -> dict[str, 
     comment = (
         f"# LR range test, method {report.method} (lr_min from {choice.lr_min_from}"
         + (f"; weight decay chosen from {list(cfg.finder.weight_decays or [])}" if sweeping else "")
-        + "): pass it after the config the test ran with, e.g.\n"
-        "#   supercon train --config <that config> --config <this file>\n"
+        + "); train with it:\n"
+        f"#   supercon train --config {tested} --config {folder / 'suggested.yaml'}\n"
     )
     paths["yaml"] = folder / "suggested.yaml"
     runs.write_text(paths["yaml"], comment + yaml.safe_dump(fragment, sort_keys=False))

@@ -190,7 +190,7 @@ def _resolve_auto_lr(setup: Setup, run: Path, log: Log, progress: bool) -> Confi
     with finder.weight_decays listed, the weight decay it chose too."""
     log("lr_max is 'auto': running the LR range test first")
     report = lr_finder.find_in_setup(setup, progress)
-    lr_finder.write_outputs(report, setup.cfg, run / "lr_finder")
+    lr_finder.write_outputs(report, setup.cfg, run / "lr_finder", tested=run / runs.CONFIG_FILE)
     s = setup.cfg.schedule
     lr_max = report.lr_max if s.lr_max == config_lib.AUTO else s.lr_max
     lr_min = report.lr_min if s.lr_min == config_lib.AUTO else s.lr_min

@@ -44,20 +44,22 @@ def bench(
     seeds: Sequence[int],
     print_line: Callable[[str], None] = print,
     deadline: float | None = None,
+    warm_up_run: bool = True,
 ) -> dict[str, Any]:
     """Train `base` once per seed after an excluded warm-up run; returns the JSON log's dict.
 
     `deadline` (a time.perf_counter() value): start no further seed after it, so that a caller
-    with a hard time limit still gets the runs that finished.
+    with a hard time limit still gets the runs that finished. `warm_up_run=False` skips the
+    warm-up run when this process has trained the same model already.
     """
     start = time.perf_counter()
     load_dataset(base.data, base.seed)  # decodes (and caches) once, outside the timed runs
     data_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
-    # Same model, data and step; one epoch at a constant lr (valid whatever the policy).
-    warmup = {"train.epochs": 1, "schedule.policy": "constant"}
-    api.train(base, overrides={**warmup, "name": f"{base.name}-warmup"}, log=_quiet)
+    if warm_up_run:  # same model, data and step; one epoch at a constant lr (any policy)
+        warmup = {"train.epochs": 1, "schedule.policy": "constant"}
+        api.train(base, overrides={**warmup, "name": f"{base.name}-warmup"}, log=_quiet)
     warmup_run_seconds = time.perf_counter() - start
 
     results = []

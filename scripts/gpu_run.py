@@ -75,6 +75,7 @@ class Phases:
         self.packed = self.scratch / "packed"
         self.packed.mkdir(parents=True)
         self.lines: list[str] = []
+        self.warm = False  # has this process run a benchmark's warm-up run yet
         (self.packed / "hardware.txt").write_text(hardware())
 
     def config(self, name: str, **overrides: Any) -> config_lib.Config:
@@ -133,7 +134,8 @@ class Phases:
             print(f"  {phase}: {text}", flush=True)
             console.write(text + "\n")
 
-        log = bench_train.bench(cfg, seeds, line, self.deadline)
+        log = bench_train.bench(cfg, seeds, line, self.deadline, warm_up_run=not self.warm)
+        self.warm = True
         for run in log["runs"]:
             self.keep_run(phase, {"run_dir": run["run_dir"]})
         self.keep_text(phase, "console.txt", console.getvalue() + bench_train.describe(log) + "\n")

@@ -110,11 +110,14 @@ def main() -> None:
             )
     table = _summary_table(done)
     print(table)
+    commands = args.results / "commands.txt"  # every invocation that added rows, in order
+    with open(commands, "a") as f:
+        f.write(f"python {' '.join(sys.argv)}\n")
     header = (
         f"# LR grid: {' '.join(args.config)} {' '.join(args.set)}\n\n"
         f"Hardware: {engine.device_name(engine.resolve_device(base.train.device))}; "
         f"torch {torch.__version__}, Python {platform.python_version()}.\n"
-        f"Re-run: `python {' '.join(sys.argv)}`\n\n"
+        f"Re-run: the commands in commands.txt (each skips the runs already in runs.csv).\n\n"
     )
     (args.results / "summary.md").write_text(header + table + "\n")
 

@@ -163,7 +163,9 @@ def test_weight_decay_sweep_starts_each_from_the_same_state(
     near = [i for i, low in enumerate(lowest) if low <= min(lowest) + 0.1 * max(drops)]
     assert index in near
     assert choice.lr_max == max(report.suggestions[i]["bounds"].lr_max for i in near)
-    files = lr_finder.write_outputs(report, cfg, tmp_path / "out")
+    files = lr_finder.write_outputs(report, cfg, tmp_path / "out", tested=tmp_path / "c.yaml")
+    comment = files["yaml"].read_text().splitlines()[1]
+    assert comment == f"#   supercon train --config {tmp_path / 'c.yaml'} --config {files['yaml']}"
     lines = files["csv"].read_text().splitlines()
     assert lines[0] == "lr,loss,smoothed_loss,weight_decay"
     assert len(lines) == 1 + sum(len(c.lrs) for c in report.curves)
