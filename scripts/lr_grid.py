@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import platform
+import shutil
 import statistics
 import sys
 from dataclasses import dataclass
@@ -134,7 +135,10 @@ def _finder_cells(base: config_lib.Config, methods: list[str], results: Path) ->
         index, suggestion = choice
         wd = found.report.curves[index].weight_decay
         by_pair.setdefault((suggestion.lr_max, suggestion.lr_min, wd), []).append(method)
-    (results / "finder-run.txt").write_text(f"{found.run_dir}\n")
+    kept = results / "finder"  # the range test behind the find cells: curve, plot, suggestion
+    kept.mkdir(parents=True, exist_ok=True)
+    for name in ("lr_finder.csv", "lr_finder.png", "suggested.yaml", "config.yaml"):
+        shutil.copy(found.run_dir / name, kept / name)
     return [Cell("find:" + ",".join(names), *pair) for pair, names in by_pair.items()]
 
 
