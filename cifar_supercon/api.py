@@ -163,7 +163,7 @@ def schedule_steps(
     """(schedule, steps to draw, steps per epoch) without loading data.
 
     Steps per epoch come from the training set's size (data.train_subset, else CIFAR-10's
-    50,000) and the batch size: 98 for 50,000 images at 512.
+    50,000), the batch size and data.drop_last: 97 for 50,000 images at 512.
     """
     if config_lib.AUTO in (cfg.schedule.lr_min, cfg.schedule.lr_max):
         raise UsageError(

@@ -1,8 +1,9 @@
 """Smith's LR range test: raise the LR every step, watch the loss, suggest lr_min and lr_max.
 
 `range_test` is the algorithm, independent of the model (the tests run it on least squares);
-`run` applies it to a training `Setup`, one sweep per weight decay, each from the same starting
-state, and restores the model, BatchNorm buffers, optimizer and loader RNG bit-for-bit afterwards.
+`find_in_setup` applies it to a training `Setup`, one sweep per weight decay, each from the same
+starting state, and restores the model, BatchNorm buffers, optimizer and loader RNG bit-for-bit
+afterwards. Reading the curves (smoothing, lr_max, lr_min, weight decay) is `suggest.py`'s job.
 """
 
 from __future__ import annotations
