@@ -144,7 +144,7 @@ class FinderConfig(Section):
     diverge: float = Field(4.0, gt=1)  # stop when the running loss exceeds this x the best
     suggest: Literal["bounds", "edge", "steepest", "valley", "minimum"] = "bounds"  # suggest.py
     tolerance: float = Field(0.1, gt=0, lt=1)  # bounds: share of the loss drop marking the edges
-    div_factor: float = Field(10.0, gt=1)  # lr_min = lr_max / div_factor, when not from the curve
+    div_factor: float = Field(100.0, gt=1)  # lr_min = lr_max / div_factor, if not from the curve
     momentum: Momentum | None = None  # None: schedule.momentum_max
     weight_decays: tuple[Annotated[float, Field(ge=0)], ...] | None = None  # one sweep each
 
