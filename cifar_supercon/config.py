@@ -97,7 +97,7 @@ class ScheduleConfig(Section):
     policy: Literal[
         "one_cycle", "triangular", "triangular2", "exp_range", "constant", "multistep"
     ] = "one_cycle"
-    lr_min: LearningRate = 0.04  # start and end of the cycle; CLR's base_lr
+    lr_min: LearningRate = 0.004  # start and end of the cycle (lr_max / 100); CLR's base_lr
     lr_max: LearningRate = 0.4  # the peak; the constant / initial value for the baselines
     peak_epoch: float = Field(5.0, gt=0)  # one_cycle: lr reaches lr_max at the end of this epoch
     anneal: Literal["linear", "cos"] = "linear"  # Smith: linear; fastai: cos

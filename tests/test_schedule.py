@@ -79,7 +79,7 @@ TWO_PHASE = [
     (200, 59, 0.04, 0.4, "cos", 0.85, 0.95),
     (157, 40, 0.01, 0.5, "cos", 0.8, 0.95),
     (33, 1, 0.003, 0.03, "linear", 0.5, 0.9),
-    (2352, 489, 0.04, 0.4, "linear", 0.85, 0.95),  # the assignment
+    (2328, 484, 0.004, 0.4, "linear", 0.85, 0.95),  # the assignment
 ]
 
 
@@ -277,27 +277,28 @@ def test_steps_per_epoch():
 
 
 def test_assignment_schedule():
-    sched = schedule.build(Config().schedule, 24, 98)
+    # 97 steps per epoch: 50,000 images at batch 512, the short last batch dropped.
+    sched = schedule.build(Config().schedule, 24, 97)
     assert isinstance(sched, OneCycle)
-    assert (sched.total_steps, sched.peak_step, sched.annihilation_steps) == (2352, 489, 0)
-    values = trace(sched, 2352)
+    assert (sched.total_steps, sched.peak_step, sched.annihilation_steps) == (2328, 484, 0)
+    values = trace(sched, 2328)
     with pytest.raises(ValueError, match="outside"):
-        sched(2352)
-    assert values[0] == (0.04, 0.95)
-    assert values[489].lr == pytest.approx(0.4, rel=1e-12)
-    assert values[489].momentum == pytest.approx(0.85, rel=1e-12)
-    assert values[2351].lr == pytest.approx(0.04, rel=1e-12)
-    assert values[2351].momentum == pytest.approx(0.95, rel=1e-12)
-    # step 489 is the last step of epoch 5 (1-based) and the only peak
-    assert 489 // 98 + 1 == 5 and 490 // 98 + 1 == 6
+        sched(2328)
+    assert values[0] == (0.004, 0.95)
+    assert values[484].lr == pytest.approx(0.4, rel=1e-12)
+    assert values[484].momentum == pytest.approx(0.85, rel=1e-12)
+    assert values[2327].lr == pytest.approx(0.004, rel=1e-12)
+    assert values[2327].momentum == pytest.approx(0.95, rel=1e-12)
+    # step 484 is the last step of epoch 5 (1-based) and the only peak
+    assert 484 // 97 + 1 == 5 and 485 // 97 + 1 == 6
     lrs = [v.lr for v in values]
-    assert max(range(2352), key=lrs.__getitem__) == 489
-    assert all(a < b for a, b in itertools.pairwise(lrs[:490]))
-    assert all(a > b for a, b in itertools.pairwise(lrs[489:]))
+    assert max(range(2328), key=lrs.__getitem__) == 484
+    assert all(a < b for a, b in itertools.pairwise(lrs[:485]))
+    assert all(a > b for a, b in itertools.pairwise(lrs[484:]))
     momenta = [v.momentum for v in values]
-    assert all(a > b for a, b in itertools.pairwise(momenta[:490]))
-    assert all(a < b for a, b in itertools.pairwise(momenta[489:]))
-    assert min(lrs) == pytest.approx(0.04, rel=1e-12)
+    assert all(a > b for a, b in itertools.pairwise(momenta[:485]))
+    assert all(a < b for a, b in itertools.pairwise(momenta[484:]))
+    assert min(lrs) == pytest.approx(0.004, rel=1e-12)
     assert min(momenta) == pytest.approx(0.85, rel=1e-12)
 
 
@@ -309,14 +310,14 @@ def test_build_other_policies():
     assert sched == OneCycle(
         total_steps=200,
         peak_step=29,
-        lr_min=0.04,
+        lr_min=0.004,
         lr_max=1.0,
         annihilation_steps=40,
         annihilation_factor=100.0,
         anneal="cos",
     )
     tri = schedule.build(ScheduleConfig(policy="triangular"), 24, 98)
-    assert tri == Cyclic(0.04, 0.4, 392, "triangular", gamma=0.99994)
+    assert tri == Cyclic(0.004, 0.4, 392, "triangular", gamma=0.99994)
     exp = schedule.build(ScheduleConfig(policy="exp_range", step_size_epochs=0.001), 24, 98)
     assert isinstance(exp, Cyclic) and exp.step_size == 1 and exp.mode == "exp_range"
     multi = schedule.build(ScheduleConfig(policy="multistep", milestones=(1.5, 3)), 4, 10)
