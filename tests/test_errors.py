@@ -432,7 +432,7 @@ def test_sigint_saves_and_exits_130(image_folder: Path, tmp_path: Path) -> None:
 def test_random_kills_resume_to_the_same_metrics(image_folder: Path, tmp_path: Path) -> None:
     """SIGKILL (no chance to save) at random moments, three times; each resume continues from
     the last checkpoint that landed, and the final metrics equal an uninterrupted run's."""
-    cfg = tiny_config(image_folder, tmp_path / "runs", train={"epochs": 8})
+    cfg = tiny_config(image_folder, tmp_path / "runs", train={"epochs": 12})
     (tmp_path / "tiny.yaml").write_text(config_lib.to_yaml(cfg))
     reference = Path(api.train(cfg, log=lambda _: None)["run_dir"])
 
@@ -443,17 +443,18 @@ def test_random_kills_resume_to_the_same_metrics(image_folder: Path, tmp_path: P
     kills = 0
     last = run / "checkpoints" / "last.pt"
     wait_for(last.exists)
-    while process.poll() is None or process.returncode != 0:
-        if process.poll() is None and kills < 3:
-            time.sleep(chooser.uniform(0.0, 1.5))
-            process.kill()
-            process.wait()
-            kills += 1
-        process = run_cli("train", "--resume", str(run), "--no-progress", cwd=tmp_path)
-        process.wait(timeout=300)
-        if process.returncode == 0:
+    while kills < 3:
+        # Each process first lands a checkpoint of its own, so every kill interrupts training.
+        landed = last.stat().st_mtime_ns
+        wait_for(lambda: process.poll() is not None or last.stat().st_mtime_ns != landed)
+        time.sleep(chooser.uniform(0.0, 0.5))
+        if process.poll() is not None:  # it finished before the kill came: nothing to resume
             break
-        assert process.returncode == -signal.SIGKILL, process.stderr.read()
+        process.kill()
+        assert process.wait() == -signal.SIGKILL
+        kills += 1
+        process = run_cli("train", "--resume", str(run), "--no-progress", cwd=tmp_path)
+    assert process.wait(timeout=300) == 0, process.stderr.read()
     assert kills >= 1
     assert comparable_metrics(run) == comparable_metrics(reference)
     assert (run / "summary.json").is_file()
