@@ -20,11 +20,16 @@ $(BIN)/supercon: pyproject.toml
 
 install: $(BIN)/supercon  ## create .venv and install the package with the dev extra
 
+# The tests also cover the optional extras (the Ray executor): installed for them only.
+$(VENV)/.test-extras: $(BIN)/supercon
+	$(BIN)/python -m pip install --quiet $(PIP_CONSTRAINT_FLAG) -e '.[dev,ray]'
+	@touch $@
+
 lint: install  ## ruff check + ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint  ## lint, then the test suite (pytest's 5, "no tests collected", is not a failure)
+test: lint $(VENV)/.test-extras  ## lint, then the test suite (pytest's 5, "no tests collected", is not a failure)
 	$(BIN)/python -m pytest -q || [ $$? -eq 5 ]
 
 train: install  ## the assignment run: make train [CONFIG=...] [DATA_DIR=...] [ARGS="--epochs 24"]

@@ -47,10 +47,14 @@ def train(
     *,
     overrides: Overrides = (),
     resume: str | Path | None = None,
+    run_dir: str | Path | None = None,
     log: Log = print,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Train in a new run directory (or continue `resume`); returns the summary."""
+    """Train in a new run directory (or continue `resume`); returns the summary.
+
+    The new directory is `<out>/<timestamp>-<name>`, or `run_dir` exactly (it must not exist).
+    """
     if resume is not None:
         run = Path(resume)
         runs.check_resumable(run)
@@ -62,14 +66,17 @@ def train(
                 f"not {', '.join(fixed)}"
             )
         cfg = runs.read_config(run, overrides)
-        setup = engine.build(cfg, log)
-    else:
-        cfg = resolve_config(config, overrides)
-        setup = engine.build(cfg, log)  # bad data fails here, before a run directory exists
-        run = runs.create(cfg.out, cfg.name)
+        with runs.locked(run):
+            setup = engine.build(cfg, log)
+            summary = fit(cfg, run, log=log, progress=progress, setup=setup)
+        return {**summary, "run_dir": str(run)}
+    cfg = resolve_config(config, overrides)
+    setup = engine.build(cfg, log)  # bad data fails here, before a run directory exists
+    run = runs.create(cfg.out, cfg.name) if run_dir is None else runs.create_exactly(Path(run_dir))
+    with runs.locked(run):
         runs.write_config(run, cfg)
         log(f"run directory: {run}")
-    summary = fit(cfg, run, log=log, progress=progress, setup=setup)
+        summary = fit(cfg, run, log=log, progress=progress, setup=setup)
     return {**summary, "run_dir": str(run)}
 
 

@@ -22,8 +22,10 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from . import api
+from . import api, executors
+from . import comparison as compare_lib
 from . import config as config_lib
+from . import sweeps as sweep_lib
 from .config import Override
 from .errors import SuperconError, UsageError
 
@@ -409,6 +411,122 @@ def evaluate(
             table.add_row(name, f"{100 * accuracy:.1f}%", str(sum(row)))
         out_console.print(table)
         _log(f"confusion matrix: {result.plot}")
+
+
+@app.command()
+def sweep(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid",
+            "-g",
+            help="A grid key and its values: --grid schedule.lr_max=0.2,0.4,0.8 (repeatable; "
+            "the sweep runs their cartesian product).",
+            metavar="KEY=V1,V2",
+        ),
+    ] = None,
+    seeds: Annotated[str, typer.Option("--seeds", help="Seeds of every cell: 0-4, 0,1,2")] = "0",
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Sweep folder name (default: config name + spec digest)."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Parent folder of sweep folders.")] = Path(
+        "sweeps"
+    ),
+    executor: Annotated[
+        str, typer.Option("--executor", help="local (this machine) or ray (a Ray cluster).")
+    ] = "local",
+    devices: Annotated[
+        str | None,
+        typer.Option("--devices", help="local: one run per GPU at once, e.g. 0,1,2,3 (or cpu)."),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address", help="ray: a running cluster (default RAY_ADDRESS, else local)."
+        ),
+    ] = None,
+    target: Annotated[
+        float, typer.Option("--target", min=0, max=1, help="Accuracy bar for the share column.")
+    ] = 0.90,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Run the failed runs again.")
+    ] = False,
+    epochs: EpochsOpt = None,
+    device: DeviceOpt = None,
+    data_dir: DataDirOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Train a config over grids x seeds; results.csv, summary.md and plots per sweep folder.
+
+    Example: supercon sweep --config configs/cpu-smoke.yaml --grid schedule.lr_max=0.2,0.4,0.8
+    --seeds 0-2 --data-dir data/cifar10-png
+    """
+    with _reported(debug):
+        overrides = _overrides(set_, epochs=epochs, device=device, data_dir=data_dir)
+        grids = dict(sweep_lib.parse_grid(g) for g in grid or [])
+        if executor == "ray":
+            if devices is not None:
+                raise UsageError("--devices is for --executor local; Ray places runs itself")
+            chosen: executors.Executor = executors.Ray(address=ray_address)
+        elif executor == "local":
+            chosen = (
+                executors.Devices(executors.parse_devices(devices))
+                if devices
+                else (executors.Local())
+            )
+        else:
+            raise UsageError(f"--executor {executor!r}: expected local or ray")
+        result = sweep_lib.sweep(
+            config,
+            overrides=overrides,
+            grid=grids,
+            seeds=sweep_lib.parse_seeds(seeds),
+            name=name,
+            out=out,
+            executor=chosen,
+            target=target,
+            retry_failed=retry_failed,
+            log=_log,
+        )
+        table = Table(title=f"sweep {result.folder.name}: final test accuracy per cell")
+        for column in sweep_lib.table_header(result.spec.keys, target, short=True):
+            table.add_column(column)
+        for row in sweep_lib.table_rows(result.stats, target):
+            table.add_row(*row)
+        out_console.print(table)
+        folder = result.folder
+        _log(f"written: {folder / sweep_lib.RESULTS_FILE}, {folder / sweep_lib.SUMMARY_FILE}")
+        _log("plots: " + ", ".join(str(p) for p in result.plots))
+        unfinished = [r for r in result.rows if r["status"] != "finished"]
+        if unfinished:
+            _log(f"{len(unfinished)} run(s) not finished: see {folder / sweep_lib.RESULTS_FILE}")
+
+
+@app.command()
+def compare(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Run folders and/or sweep folders.", show_default=False)
+    ],
+    png: Annotated[Path, typer.Option("--png", help="PNG to write.")] = Path("compare.png"),
+    debug: DebugOpt = False,
+) -> None:
+    """Overlay test accuracy and lr per epoch of runs and sweep cells; a table side by side.
+
+    Example: supercon compare sweeps/cpu-smoke-1cycle sweeps/cpu-smoke-step --png compare.png
+    """
+    with _reported(debug):
+        result = compare_lib.compare(paths, png=png)
+        header, rows = compare_lib.table(result.entries)
+        table = Table(title="comparison (accuracy: mean +- std over runs)")
+        for column in header:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*row)
+        out_console.print(table)
+        _log(f"written: {png}")
 
 
 @config_app.command("show")

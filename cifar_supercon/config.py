@@ -133,6 +133,9 @@ class TrainConfig(Section):
     tta_flip: bool = False  # average the logits of each test image and its mirror
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     deterministic: bool = False  # deterministic kernels: bit-identical CPU runs
+    # CPU threads of torch; null: torch's default (the cores, or OMP_NUM_THREADS). Deterministic
+    # CPU runs repeat bit for bit at the same count, not across counts (sums split differently).
+    cpu_threads: int | None = Field(None, ge=1)
 
 
 class FinderConfig(Section):
@@ -324,11 +327,11 @@ def parse_set(assignment: str) -> Override:
     return Override(key, value, "--set")
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
-            yield from _flatten(value, dotted + ".")
+            yield from flatten(value, dotted + ".")
         else:
             yield dotted, value
 
@@ -369,6 +372,27 @@ def _origin_of(key: str, origins: Mapping[str, str]) -> str:
         if set_key.startswith(key + "."):
             return source
     return DEFAULTS
+
+
+def check_key(key: str, source: str) -> None:
+    """Refuse a dotted key that names no config value (a section is not a value either)."""
+    model: type[BaseModel] = Config
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            allowed = list(model.model_fields)
+            close = difflib.get_close_matches(part, allowed, n=1, cutoff=0.6)
+            where = ".".join(parts[: depth + 1])
+            hint = f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(allowed)}"
+            raise ConfigError([f"{source}: {where}: unknown key ({hint})"])
+        annotation = field.annotation
+        is_section = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        if is_section != (depth < len(parts) - 1):
+            what = "a section, not a value" if is_section else "a value, not a section"
+            raise ConfigError([f"{source}: {'.'.join(parts[: depth + 1])}: is {what}"])
+        if is_section:
+            model = annotation
 
 
 def _allowed_keys(loc: Sequence[str | int]) -> list[str]:
@@ -424,7 +448,7 @@ def load(
         except ConfigError as e:
             problems += e.problems
             continue
-        for key, value in _flatten(data):
+        for key, value in flatten(data):
             _set_dotted(merged, key, value)
             origins.pop(key, None)  # keep the dict in the order keys were last set
             origins[key] = str(path)
@@ -469,7 +493,7 @@ def _last_index(items: list[str]) -> Callable[[str], int]:
 
 def _without(tree: dict[str, Any], keys: set[str]) -> dict[str, Any]:
     pruned: dict[str, Any] = {}
-    for key, value in _flatten(tree):
+    for key, value in flatten(tree):
         if not any(key == k or key.startswith(k + ".") or k.startswith(key + ".") for k in keys):
             _set_dotted(pruned, key, value)
     return pruned

@@ -269,9 +269,14 @@ class Setup:
         return len(self.train_loader)
 
 
+# torch's own choice at start-up (the cores, or OMP_NUM_THREADS): what `cpu_threads: null` means.
+DEFAULT_THREADS = torch.get_num_threads()
+
+
 def build(cfg: Config, log: Log = lambda _: None) -> Setup:
     started = time.perf_counter()
     device = resolve_device(cfg.train.device)
+    torch.set_num_threads(cfg.train.cpu_threads or DEFAULT_THREADS)
     dtype = resolve_precision(cfg.train.precision, device)
     set_determinism(cfg.seed, cfg.train.deterministic)
     dataset = load_dataset(cfg.data, cfg.seed, log)

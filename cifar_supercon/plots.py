@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # files only: no display needed, none opened
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from .schedule import Cyclic, MultiStep, OneCycle, Schedule
 
@@ -205,4 +205,59 @@ def confusion_figure(matrix: Sequence[Sequence[int]], classes: Sequence[str]) ->
     ax.set_yticks(range(n), classes)
     ax.set(xlabel="predicted class", ylabel="true class", title="confusion matrix (test set)")
     figure.colorbar(image, ax=ax, label="share of the true class")
+    return figure
+
+
+def curves_figure(curves: Sequence, title: str = "") -> Figure:
+    """Test accuracy (mean +- std band where a curve averages runs) and lr against the epoch,
+    one colour per curve (`curves.Curve`)."""
+    figure, (acc_ax, lr_ax) = plt.subplots(
+        2, 1, figsize=(9, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]}
+    )
+    for curve in curves:
+        accuracy = [100 * a for a in curve.accuracy]
+        label = curve.label + (f" (n={curve.runs})" if curve.runs > 1 else "")
+        (line,) = acc_ax.plot(curve.epochs, accuracy, marker=".", lw=1.6, label=label)
+        if curve.accuracy_std is not None:
+            spread = [100 * s for s in curve.accuracy_std]
+            low = [a - s for a, s in zip(accuracy, spread, strict=True)]
+            high = [a + s for a, s in zip(accuracy, spread, strict=True)]
+            acc_ax.fill_between(curve.epochs, low, high, color=line.get_color(), alpha=0.2)
+        lr_ax.plot(curve.lr_epochs, curve.lr, color=line.get_color(), lw=1.4)
+    acc_ax.set_ylabel("test accuracy (%)")
+    acc_ax.legend(fontsize=8, loc="lower right")
+    acc_ax.grid(alpha=0.3)
+    acc_ax.set_title(title or "test accuracy and learning rate per epoch (band: +- 1 std)")
+    lr_ax.set_ylabel("lr (epoch end)")
+    lr_ax.set_xlabel("epoch")
+    lr_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    lr_ax.grid(alpha=0.3)
+    return figure
+
+
+def grid_figure(
+    values: Sequence[float | str],
+    lines: Mapping[str, Sequence[tuple[float, float | None] | None]],
+    key: str,
+) -> Figure:
+    """Mean test accuracy (+- std error bars) against one grid key's values; one line per
+    combination of the other keys. `lines[label][i]` is (mean, std) at `values[i]`, or None."""
+    figure, ax = plt.subplots(figsize=(7, 4.5))
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    positions = list(values) if numeric else list(range(len(values)))
+    for label, points in lines.items():
+        xs = [x for x, p in zip(positions, points, strict=True) if p is not None]
+        means = [100 * p[0] for p in points if p is not None]
+        errors = [100 * (p[1] or 0.0) for p in points if p is not None]
+        ax.errorbar(xs, means, yerr=errors, marker="o", capsize=4, lw=1.5, label=label or None)
+    if numeric and min(values) > 0 and max(values) / min(values) >= 8:
+        ax.set_xscale("log")  # lr and weight-decay grids span decades
+    if not numeric:
+        ax.set_xticks(positions, [str(v) for v in values])
+    ax.set_xlabel(key)
+    ax.set_ylabel("final test accuracy (%)")
+    ax.grid(alpha=0.3)
+    if any(lines):
+        ax.legend(fontsize=8)
+    ax.set_title(f"test accuracy against {key} (mean +- std over seeds)")
     return figure

@@ -6,13 +6,14 @@ a temporary name and renamed, so a crash leaves either the old or the new versio
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import pickle
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,18 @@ from . import config as config_lib
 from .config import Config
 from .errors import CheckpointError, SuperconError, UsageError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one process per run is the user's to keep
+    fcntl = None  # type: ignore[assignment]
+
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINTS = "checkpoints"
 LAST = "last.pt"
 BEST = "best.pt"
+LOCK_FILE = ".lock"
 CHECKPOINT_FORMAT = 1
 METRIC_COLUMNS = (
     "epoch",
@@ -58,6 +65,41 @@ def create(out: Path, name: str, now: datetime | None = None) -> Path:
             f"{out}: cannot create a run directory here ({e.strerror}); choose another --out"
         ) from None
     raise SuperconError(f"{out}: too many runs named {stamp}-{name}")
+
+
+def create_exactly(run: Path) -> Path:
+    """`run` itself as a new run directory (a sweep names its runs); refused if it exists."""
+    try:
+        run.parent.mkdir(parents=True, exist_ok=True)
+        run.mkdir()
+    except FileExistsError:
+        raise UsageError(f"{run}: exists already (runs are never overwritten)") from None
+    except OSError as e:
+        raise SuperconError(f"{run}: cannot create the run directory ({e.strerror})") from None
+    return run
+
+
+@contextlib.contextmanager
+def locked(folder: Path, what: str = "this run") -> Iterator[None]:
+    """Hold an OS lock on `folder` while the block runs, so two processes never write the same
+    run (or sweep). flock dies with its process: a killed holder leaves no stale lock."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            raise SuperconError(
+                f"{folder}: {what} is in use by process {holder}; wait for it to end or stop it"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_text(path: Path, text: str) -> None:

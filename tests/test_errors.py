@@ -446,7 +446,7 @@ def test_random_kills_resume_to_the_same_metrics(image_folder: Path, tmp_path: P
     while kills < 3:
         # Each process first lands a checkpoint of its own, so every kill interrupts training.
         landed = last.stat().st_mtime_ns
-        wait_for(lambda: process.poll() is not None or last.stat().st_mtime_ns != landed)
+        wait_for(lambda p=process, t=landed: p.poll() is not None or last.stat().st_mtime_ns != t)
         time.sleep(chooser.uniform(0.0, 0.5))
         if process.poll() is not None:  # it finished before the kill came: nothing to resume
             break

@@ -1,0 +1,111 @@
+"""`supercon compare`: runs, or sweeps' cells, side by side in one figure and one table.
+
+A run folder gives one curve; a sweep folder gives one curve per grid cell, the mean of its
+finished runs with a +- std band.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from . import curves, plots, runs
+from . import sweeps as sweep_lib
+from .errors import UsageError
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of the comparison: a run, or one cell of a sweep."""
+
+    label: str
+    curve: curves.Curve
+    final: list[float]  # final test accuracy of each finished run
+    best: list[float]
+    train_seconds: list[float]
+    epochs: int
+
+
+@dataclass(frozen=True)
+class Comparison:
+    entries: list[Entry]
+    figure: Figure
+    png: Path | None
+
+
+def entries_of(path: Path) -> list[Entry]:
+    """A run folder -> one entry; a sweep folder -> one per cell with finished runs."""
+    if (path / sweep_lib.SPEC_FILE).is_file():
+        spec = sweep_lib.read_spec(path)
+        found = []
+        for cell in spec.cells():
+            folders = [path / sweep_lib.RUNS_DIR / sweep_lib.run_name(cell, s) for s in spec.seeds]
+            finished = [f for f in folders if (f / runs.SUMMARY_FILE).is_file()]
+            if finished:
+                cell_label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in cell)
+                label = f"{path.name}: {cell_label}" if cell_label else path.name
+                found.append(_entry(finished, label))
+        if not found:
+            raise UsageError(f"{path}: no finished runs in this sweep yet")
+        return found
+    if (path / runs.METRICS_FILE).is_file():
+        if not runs.read_metrics(path):
+            raise UsageError(f"{path}: no finished epoch yet")
+        return [_entry([path], path.name)]
+    raise UsageError(f"{path}: neither a run folder (metrics.csv) nor a sweep folder (sweep.yaml)")
+
+
+def _entry(folders: Sequence[Path], label: str) -> Entry:
+    summaries = [
+        json.loads((f / runs.SUMMARY_FILE).read_text(encoding="utf-8"))
+        for f in folders
+        if (f / runs.SUMMARY_FILE).is_file()
+    ]
+    return Entry(
+        label=label,
+        curve=curves.of_runs(folders, label),
+        final=[s["test_accuracy"] for s in summaries],
+        best=[s["best_test_accuracy"] for s in summaries],
+        train_seconds=[s["train_seconds"] for s in summaries],
+        epochs=len(runs.read_metrics(folders[0])),
+    )
+
+
+def table(entries: Sequence[Entry]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the printed comparison: accuracies in %, mean +- std over runs."""
+
+    def spread(values: list[float]) -> str:
+        if not values:
+            return "unfinished"
+        text = f"{100 * statistics.fmean(values):.2f}"
+        return text + (f" +- {100 * statistics.stdev(values):.2f}" if len(values) > 1 else "")
+
+    header = ["run / cell", "n", "epochs", "final test acc (%)", "best (%)", "train s (median)"]
+    rows = [
+        [
+            e.label,
+            str(len(e.final)),
+            str(e.epochs),
+            spread(e.final),
+            spread(e.best),
+            f"{statistics.median(e.train_seconds):.1f}" if e.train_seconds else "-",
+        ]
+        for e in entries
+    ]
+    return header, rows
+
+
+def compare(paths: Sequence[str | Path], png: str | Path | None = None) -> Comparison:
+    """Overlay the test accuracy and lr per epoch of runs and sweep cells; optionally a PNG."""
+    if not paths:
+        raise UsageError("compare: name at least one run or sweep folder")
+    entries = [entry for path in paths for entry in entries_of(Path(path))]
+    figure = plots.curves_figure([e.curve for e in entries])
+    if png is not None:
+        plots.save(figure, Path(png), close=False)
+    return Comparison(entries, figure, Path(png) if png is not None else None)

@@ -1,0 +1,226 @@
+"""Where a sweep's runs execute: one interface, three ways.
+
+An executor calls `work(task, device)` for every task and hands each return value to `done` as it
+arrives. It knows nothing of sweeps: `work` must be a module-level function of plain picklable
+arguments that never raises for a failed run (it records the failure itself), so that an
+executor only has to care about processes, devices and interruption.
+
+- `Local()`: one task after another in this process.
+- `Devices(["0", "1"])`: one process per device at once; a GPU index is given to its process as
+  CUDA_VISIBLE_DEVICES (`cpu` runs a process on the CPU, which tests and small machines use).
+- `Ray()`: each task a Ray task with one GPU (or `cpus_per_run` CPUs where the cluster has no
+  GPU), on the cluster at RAY_ADDRESS or a local one; Ray retries a task whose worker died.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.connection import wait
+from typing import Any, Protocol
+
+from .errors import Interrupted, SuperconError, UsageError
+
+Work = Callable[[Any, str | None], Any]
+Done = Callable[[Any], None]
+STOP_GRACE_SECONDS = 120  # a stopped run saves its checkpoint first: give it time
+
+
+class Executor(Protocol):
+    def run(self, work: Work, tasks: Sequence[Any], done: Done) -> None: ...
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt like Ctrl-C does, so both stop the same clean way.
+    (A run in progress handles both itself, saving its checkpoint first.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(pending: int) -> Interrupted:
+    return Interrupted(
+        f"sweep interrupted with {pending} run(s) unfinished; run the same command again to "
+        "continue (finished runs are kept, interrupted ones resume from their checkpoints)"
+    )
+
+
+class Local:
+    """One after another, in this process."""
+
+    def run(self, work: Work, tasks: Sequence[Any], done: Done) -> None:
+        with sigterm_as_interrupt():
+            for i, task in enumerate(tasks):
+                try:
+                    done(work(task, None))
+                except (KeyboardInterrupt, Interrupted):
+                    raise _stopped(len(tasks) - i) from None
+
+
+def parse_devices(text: str) -> list[str]:
+    """`0,1,2,3` (GPU indices) or `cpu,cpu`: one process per entry."""
+    devices = [d.strip() for d in text.split(",") if d.strip()]
+    bad = [d for d in devices if not (d.isdigit() or d == "cpu")]
+    if not devices or bad:
+        raise UsageError(
+            f"--devices {text!r}: expected comma-separated GPU indices or 'cpu', e.g. 0,1,2,3"
+        )
+    return devices
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends this process SIGTERM when its parent dies, so that a killed
+    sweep never leaves runs behind (the run saves its checkpoint and stops)."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _child(work: Work, task: Any, device: str, results: Any) -> None:
+    _die_with_parent()
+    results.send(work(task, "cpu" if device == "cpu" else "cuda"))
+
+
+class Devices:
+    """One process per device at once; each takes the next task when its run ends."""
+
+    def __init__(self, devices: Sequence[str]) -> None:
+        self.devices = list(devices)
+
+    def run(self, work: Work, tasks: Sequence[Any], done: Done) -> None:
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: CUDA-safe
+        # CPU processes split the cores between them: oversubscribed threads run far slower.
+        cpu_share = max(1, (os.cpu_count() or 1) // max(1, self.devices.count("cpu")))
+        queue = list(tasks)
+        free = list(self.devices)
+        running: dict[Any, tuple[Any, str, Any]] = {}  # sentinel -> (process, device, pipe)
+        try:
+            with sigterm_as_interrupt():
+                while queue or running:
+                    while queue and free:
+                        device = free.pop(0)
+                        receive, send = context.Pipe(duplex=False)
+                        process = context.Process(
+                            target=_child, args=(work, queue.pop(0), device, send), daemon=True
+                        )
+                        with _child_environment(device, cpu_share):
+                            process.start()
+                        send.close()
+                        running[process.sentinel] = (process, device, receive)
+                    for sentinel in wait(list(running)):
+                        process, device, receive = running.pop(sentinel)
+                        result = receive.recv() if receive.poll() else None
+                        process.join()
+                        free.append(device)
+                        if process.exitcode != 0 or result is None:
+                            raise SuperconError(
+                                f"a run's process on device {device} ended with exit code "
+                                f"{process.exitcode}; run the same command again to continue"
+                            )
+                        done(result)
+        except KeyboardInterrupt:
+            for process, _, _ in running.values():
+                if process.is_alive():
+                    os.kill(process.pid, signal.SIGINT)  # the run checkpoints, then stops
+            for process, _, _ in running.values():
+                process.join(STOP_GRACE_SECONDS)
+            raise _stopped(len(queue) + len(running)) from None
+
+
+@contextlib.contextmanager
+def _child_environment(device: str, cpu_share: int) -> Iterator[None]:
+    """The environment of a process started inside the block (spawn copies os.environ): its GPU
+    alone as CUDA_VISIBLE_DEVICES, or its share of the cores as OMP_NUM_THREADS."""
+    key, value = (
+        ("OMP_NUM_THREADS", str(cpu_share))
+        if device == "cpu"
+        else (
+            "CUDA_VISIBLE_DEVICES",
+            device,
+        )
+    )
+    previous = os.environ.get(key)
+    os.environ[key] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = previous
+
+
+class Ray:
+    """Each task a Ray task; Ray places it, and retries it when its worker dies.
+
+    `address`: a running cluster (default: RAY_ADDRESS, else a new local one of `num_cpus`).
+    A retried task continues the run from its last checkpoint when the sweep folder is on a
+    filesystem every node sees.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        cpus_per_run: int = 1,
+        max_retries: int = 3,
+    ) -> None:
+        self.address = address or os.environ.get("RAY_ADDRESS")
+        self.num_cpus = num_cpus
+        self.cpus_per_run = cpus_per_run
+        self.max_retries = max_retries
+
+    def run(self, work: Work, tasks: Sequence[Any], done: Done) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UsageError(
+                "--executor ray needs Ray: pip install 'cifar-supercon[ray]'"
+            ) from None
+        started = not ray.is_initialized()
+        if started:
+            local = {} if self.address else {"num_cpus": self.num_cpus}
+            ray.init(
+                address=self.address,
+                include_dashboard=False,
+                logging_level="error",
+                log_to_driver=False,
+                **local,
+            )
+        try:
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+            remote = ray.remote(work).options(
+                num_gpus=gpus,
+                num_cpus=self.cpus_per_run,
+                max_retries=self.max_retries,  # system failures: a worker or node died
+                retry_exceptions=False,  # `work` records a failed run itself
+            )
+            pending = [remote.remote(task, "cuda" if gpus else "cpu") for task in tasks]
+            try:
+                with sigterm_as_interrupt():
+                    while pending:
+                        finished, pending = ray.wait(pending, num_returns=1)
+                        done(ray.get(finished[0]))
+            except KeyboardInterrupt:
+                for ref in pending:
+                    ray.cancel(ref)  # KeyboardInterrupt in the task: the run checkpoints
+                raise _stopped(len(pending)) from None
+        finally:
+            if started:
+                ray.shutdown()

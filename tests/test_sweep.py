@@ -1,0 +1,329 @@
+"""`supercon sweep` and `supercon compare`: grids x seeds, resumable after a kill, failures
+recorded, the same results from every executor, statistics checked independently."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import tiny_config
+from PIL import Image
+
+from cifar_supercon import comparison, executors, runs
+from cifar_supercon import config as config_lib
+from cifar_supercon import sweeps as sweep_lib
+from cifar_supercon.errors import ConfigError, UsageError
+
+GRID = ["--grid", "schedule.lr_max=0.1,0.2", "--grid", "optim.weight_decay=0,0.0005"]
+
+
+def write_config(image_folder: Path, tmp_path: Path, epochs: int = 2) -> Path:
+    # One thread: deterministic CPU runs are bit-identical at a fixed thread count, and Ray's
+    # workers run one thread each.
+    cfg = tiny_config(image_folder, tmp_path / "runs", train={"epochs": epochs, "cpu_threads": 1})
+    path = tmp_path / "tiny.yaml"
+    path.write_text(config_lib.to_yaml(cfg))
+    return path
+
+
+def sweep_cli(*args: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cifar_supercon", "sweep", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def runs_in(folder: Path) -> list[Path]:
+    return sorted((folder / sweep_lib.RUNS_DIR).glob("*"))
+
+
+def in_progress(folder: Path) -> list[Path]:
+    return [
+        run
+        for run in runs_in(folder)
+        if (run / runs.CHECKPOINTS / runs.LAST).is_file()
+        and not (run / runs.SUMMARY_FILE).is_file()
+    ]
+
+
+def test_grid_and_seed_parsing() -> None:
+    assert sweep_lib.parse_grid("schedule.lr_max=0.2, 0.4,0.8") == (
+        "schedule.lr_max",
+        [0.2, 0.4, 0.8],
+    )
+    assert sweep_lib.parse_grid("schedule.policy=one_cycle,multistep")[1] == [
+        "one_cycle",
+        "multistep",
+    ]
+    assert sweep_lib.parse_seeds("0-2,7,1") == [0, 1, 2, 7]
+    with pytest.raises(ConfigError, match="did you mean 'lr_max'"):
+        sweep_lib.parse_grid("schedule.lr_mx=0.1,0.2")
+    with pytest.raises(ConfigError, match="use --seeds"):
+        sweep_lib.parse_grid("seed=1,2")
+    with pytest.raises(ConfigError, match="listed twice"):
+        sweep_lib.parse_grid("schedule.lr_max=0.1,0.1")
+    with pytest.raises(ConfigError, match="expected KEY=V1,V2"):
+        sweep_lib.parse_grid("schedule.lr_max")
+    for bad in ("", "3-1", "-1", "a"):
+        with pytest.raises(UsageError, match="expected seeds"):
+            sweep_lib.parse_seeds(bad)
+
+
+def test_cells_are_the_cartesian_product_in_the_order_given() -> None:
+    spec = sweep_lib.Spec({}, {"a.x": [1, 2], "b.y": ["p", "q", "r"]}, [0])
+    assert spec.cells() == [(("a.x", x), ("b.y", y)) for x in (1, 2) for y in ("p", "q", "r")]
+    assert sweep_lib.run_name((("schedule.lr_max", 0.4), ("optim.weight_decay", 0.0)), 3) == (
+        "lr_max=0.4-weight_decay=0.0-seed3"
+    )
+
+
+def test_cell_statistics() -> None:
+    rows = [
+        {"k": 1, "status": "finished", "test_accuracy": 0.5, "train_seconds": 3.0},
+        {"k": 1, "status": "finished", "test_accuracy": 0.7, "train_seconds": 1.0},
+        {"k": 1, "status": "finished", "test_accuracy": 0.9, "train_seconds": 2.0},
+        {"k": 1, "status": "failed", "test_accuracy": "", "train_seconds": ""},
+        {"k": 2, "status": "finished", "test_accuracy": 0.95, "train_seconds": 5.0},
+        {"k": 3, "status": "pending", "test_accuracy": "", "train_seconds": ""},
+    ]
+    one, two, three = sweep_lib.cell_statistics(rows, ["k"], target=0.8)
+    assert (one.runs, one.failed) == (3, 1)
+    assert one.mean == pytest.approx(0.7)
+    assert one.std == pytest.approx(0.2)  # sample std: sqrt((0.04 + 0 + 0.04) / 2)
+    assert (one.min, one.median, one.max) == (0.5, 0.7, 0.9)
+    assert one.share_at_target == pytest.approx(1 / 3)
+    assert one.median_train_seconds == 2.0
+    assert (two.runs, two.std, two.share_at_target) == (1, None, 1.0)
+    assert (three.runs, three.mean) == (0, None)
+
+
+def test_a_killed_sweep_completes_with_the_same_command(image_folder: Path, tmp_path: Path) -> None:
+    """2 x 2 grid x 3 seeds, SIGKILLed part-way (mid-run), completed by the same command: 12
+    rows, the interrupted run resumed from its checkpoint, statistics recomputed here."""
+    config = write_config(image_folder, tmp_path, epochs=4)
+    command = ["--config", str(config), *GRID, "--seeds", "0-2", "--name", "s", "--out", "sw"]
+    folder = tmp_path / "sw" / "s"
+    process = sweep_cli(*command, cwd=tmp_path)
+    wait_for(lambda: len(list(folder.glob("runs/*/summary.json"))) >= 2 and in_progress(folder))
+    process.kill()
+    process.wait()
+    (interrupted,) = in_progress(folder)
+    assert len(list(folder.glob("runs/*/summary.json"))) < 12
+
+    process = sweep_cli(*command, cwd=tmp_path)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert "done already" in out
+    log = (folder / sweep_lib.LOGS_DIR / f"{interrupted.name}.log").read_text()
+    assert "resuming" in log  # train's own resume continued it
+
+    rows = read_csv(folder / sweep_lib.RESULTS_FILE)
+    assert len(rows) == 12
+    assert {r["status"] for r in rows} == {"finished"}
+    assert {(r["schedule.lr_max"], r["optim.weight_decay"], r["seed"]) for r in rows} == {
+        (lr, wd, seed) for lr in ("0.1", "0.2") for wd in ("0.0", "0.0005") for seed in "012"
+    }
+    summary = (folder / sweep_lib.SUMMARY_FILE).read_text()
+    for lr in ("0.1", "0.2"):
+        for wd in ("0.0", "0.0005"):
+            accuracies = []
+            for seed in range(3):
+                run = folder / "runs" / f"lr_max={lr}-weight_decay={wd}-seed{seed}"
+                accuracies.append(json.loads((run / "summary.json").read_text())["test_accuracy"])
+            mean, std = statistics.mean(accuracies), statistics.stdev(accuracies)
+            line = next(x for x in summary.splitlines() if x.startswith(f"| {lr} | {wd} |"))
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            assert cells[2] == "3"
+            assert cells[3] == f"{100 * mean:.2f} +- {100 * std:.2f}"
+            assert cells[4:7] == [
+                f"{100 * v:.2f}"
+                for v in (min(accuracies), statistics.median(accuracies), max(accuracies))
+            ]
+    assert (folder / "plots" / "accuracy_vs_schedule.lr_max.png").is_file()
+    assert (folder / "plots" / "curves.png").is_file()
+
+
+def test_failed_runs_are_recorded_and_the_sweep_goes_on(image_folder: Path, tmp_path: Path) -> None:
+    config = write_config(image_folder, tmp_path)
+    command = ["--config", str(config), "--grid", "schedule.lr_max=0.1,1e9,-1", "--out", "sw"]
+    process = sweep_cli(*command, cwd=tmp_path)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    (folder,) = (tmp_path / "sw").iterdir()
+    rows = {r["schedule.lr_max"]: r for r in read_csv(folder / sweep_lib.RESULTS_FILE)}
+    assert rows["0.1"]["status"] == "finished"
+    assert rows["1000000000.0"]["status"] == "failed"
+    assert "training loss became nan" in rows["1000000000.0"]["reason"]
+    assert rows["-1"]["status"] == "failed"
+    assert "schedule.lr_max" in rows["-1"]["reason"]
+    assert "2 run(s) not finished" in out
+
+    def attempts(name: str) -> int:
+        return (folder / "logs" / f"{name}.log").read_text().count("pid ")
+
+    again = sweep_cli(*command, cwd=tmp_path)
+    again.communicate(timeout=300)
+    assert attempts("lr_max=1000000000.0-seed0") == 1  # failed runs stay failed ...
+    retry = sweep_cli(*command, "--retry-failed", cwd=tmp_path)
+    retry.communicate(timeout=300)
+    assert attempts("lr_max=1000000000.0-seed0") == 2  # ... unless asked
+    assert attempts("lr_max=0.1-seed0") == 1  # finished runs are never run again
+
+
+def test_a_sweep_folder_never_takes_another_spec(image_folder: Path, tmp_path: Path) -> None:
+    config = write_config(image_folder, tmp_path)
+    first = sweep_cli("--config", str(config), "--name", "x", "--out", "sw", cwd=tmp_path)
+    assert first.wait(timeout=300) == 0
+    other = sweep_cli(
+        "--config", str(config), "--seeds", "0-1", "--name", "x", "--out", "sw", cwd=tmp_path
+    )
+    _, err = other.communicate(timeout=300)
+    assert other.returncode == 2
+    assert err.count("\n") == 1 and "holds another sweep" in err and "seeds [0] there" in err
+
+
+def test_sigterm_stops_a_sweep_with_one_line(image_folder: Path, tmp_path: Path) -> None:
+    config = write_config(image_folder, tmp_path, epochs=30)
+    process = sweep_cli("--config", str(config), "--seeds", "0-1", "--out", "sw", cwd=tmp_path)
+    wait_for(lambda: any(tmp_path.glob("sw/*/runs/*/checkpoints/last.pt")))
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert err.count("\n") == 1 and "run the same command again to continue" in err
+
+
+def local_reference(config: Path, tmp_path: Path) -> list[dict[str, str]]:
+    result = sweep_lib.sweep(
+        config,
+        grid={"schedule.lr_max": [0.1, 0.2], "optim.weight_decay": [0, 0.0005]},
+        seeds=[0, 1, 2],
+        out=tmp_path / "local",
+        log=lambda _: None,
+    )
+    return read_csv(result.folder / sweep_lib.RESULTS_FILE)
+
+
+def comparable(rows: list[dict[str, str]]) -> list[tuple]:
+    keep = ("run", "status", "test_accuracy", "best_test_accuracy", "epoch_reached_target")
+    return [tuple(r[k] for k in keep) for r in rows]
+
+
+def test_devices_executor_runs_processes_and_agrees(image_folder: Path, tmp_path: Path) -> None:
+    config = write_config(image_folder, tmp_path)
+    reference = local_reference(config, tmp_path)
+    command = ["--config", str(config), *GRID, "--seeds", "0-2", "--devices", "cpu,cpu"]
+    process = sweep_cli(*command, "--name", "d", "--out", "sw", cwd=tmp_path)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert comparable(read_csv(tmp_path / "sw" / "d" / "results.csv")) == comparable(reference)
+    pids = {
+        line.split()[1]
+        for log in (tmp_path / "sw" / "d" / "logs").iterdir()
+        for line in log.read_text().splitlines()
+        if line.startswith("pid ")
+    }
+    assert len(pids) == 12  # each run in a process of its own
+    with pytest.raises(UsageError):
+        executors.parse_devices("0,gpu")
+
+
+RAY_DRIVER = """
+import sys
+from cifar_supercon import executors, sweep
+sweep(sys.argv[1], grid={"schedule.lr_max": [0.1, 0.2], "optim.weight_decay": [0, 0.0005]},
+      seeds=[0, 1, 2], out=sys.argv[2], name="ray", executor=executors.Ray(num_cpus=2))
+"""
+
+
+def test_ray_executor_retries_a_killed_worker_and_agrees(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    """A local Ray of 2 CPUs; one worker SIGKILLed mid-run: Ray retries its task, which resumes
+    the run, and results.csv equals the local executor's."""
+    config = write_config(image_folder, tmp_path, epochs=12)
+    reference = local_reference(config, tmp_path)
+    driver = subprocess.Popen(
+        [sys.executable, "-c", RAY_DRIVER, str(config), str(tmp_path / "sw")],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    folder = tmp_path / "sw" / "ray"
+    wait_for(lambda: bool(in_progress(folder)), timeout=300)
+    victim = in_progress(folder)[0]
+    log = folder / "logs" / f"{victim.name}.log"
+    pid = int(log.read_text().split()[1])
+    os.kill(pid, signal.SIGKILL)
+    _, err = driver.communicate(timeout=600)
+    assert driver.returncode == 0, err[-2000:]
+    attempts = [line.split()[1] for line in log.read_text().splitlines() if line.startswith("pid ")]
+    assert len(attempts) == 2 and attempts[0] == str(pid) != attempts[1]  # retried elsewhere
+    assert "resuming" in log.read_text()
+    rows = read_csv(folder / "results.csv")
+    assert comparable(rows) == comparable(reference)
+
+
+def test_compare_overlays_runs(image_folder: Path, tmp_path: Path) -> None:
+    config = write_config(image_folder, tmp_path, epochs=3)
+    result = sweep_lib.sweep(
+        config,
+        grid={"schedule.lr_max": [0.1, 0.2]},
+        out=tmp_path / "sw",
+        log=lambda _: None,
+    )
+    first, second = runs_in(result.folder)
+    png = tmp_path / "cmp.png"
+    cli = subprocess.run(
+        [sys.executable, "-m", "cifar_supercon", "compare", str(first), str(second), "--png", png],
+        capture_output=True,
+        text=True,
+    )
+    assert cli.returncode == 0, cli.stderr
+    with Image.open(png) as image:
+        assert image.width > 600 and image.height > 400
+    made = comparison.compare([first, second])
+    accuracy_axis, lr_axis = made.figure.axes
+    for line, run in zip(accuracy_axis.get_lines(), (first, second), strict=True):
+        metrics = runs.read_metrics(run)
+        assert list(line.get_xdata()) == [1, 2, 3]
+        assert list(line.get_ydata()) == pytest.approx(
+            [100 * float(r["test_acc"]) for r in metrics]
+        )
+    assert len(lr_axis.get_lines()) == 2
+    _, rows = comparison.table(made.entries)
+    assert [r[0] for r in rows] == [first.name, second.name]
+    whole = comparison.compare([result.folder])  # a sweep: one entry per cell
+    assert [e.label for e in whole.entries] == [
+        f"{result.folder.name}: lr_max=0.1",
+        f"{result.folder.name}: lr_max=0.2",
+    ]
+    bad = subprocess.run(
+        [sys.executable, "-m", "cifar_supercon", "compare", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "neither a run folder" in bad.stderr
