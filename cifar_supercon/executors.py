@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import wait
 from typing import Any, Protocol
@@ -62,11 +63,17 @@ def _stopped(pending: int) -> Interrupted:
 
 
 class Local:
-    """One after another, in this process."""
+    """One after another, in this process. With a `deadline` (a time.perf_counter() value) no
+    task starts after it: a caller with a hard time limit keeps the runs that finished."""
+
+    def __init__(self, deadline: float | None = None) -> None:
+        self.deadline = deadline
 
     def run(self, work: Work, tasks: Sequence[Any], done: Done) -> None:
         with sigterm_as_interrupt():
             for i, task in enumerate(tasks):
+                if self.deadline is not None and time.perf_counter() > self.deadline:
+                    return
                 try:
                     done(work(task, None))
                 except (KeyboardInterrupt, Interrupted):

@@ -5,9 +5,9 @@
 
 The data set is decoded once (filling the cache) and one short run (one epoch) warms up the
 process (CUDA context, cuDNN autotuning, the compiler's caches) before the timed runs; that run is
-excluded. Each seed then trains with `cifar_supercon.train` in its own run directory, whose
-summary splits the wall time into setup, compile/warm-up, training, evaluation and checkpoints.
-Prints per seed, then the median, min and max training seconds, the mean +- std test accuracy,
+excluded. The seeds then run as a `supercon sweep` (one run directory each), whose summaries
+split the wall time into setup, compile/warm-up, training, evaluation and checkpoints. Prints per
+seed, then the median, min and max training seconds, the mean +- std test accuracy,
 achieved TFLOP/s (analytic model FLOPs: 3x the forward for a training step) and the share of runs
 >= 94%; writes it all to a JSON log.
 """
@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 import script_config  # noqa: E402
 
-from cifar_supercon import api  # noqa: E402
+from cifar_supercon import api, executors, sweeps  # noqa: E402
 from cifar_supercon import config as config_lib  # noqa: E402
 from cifar_supercon.data import load_dataset  # noqa: E402
 from cifar_supercon.model import analytic_forward_flops  # noqa: E402
@@ -48,6 +48,7 @@ def bench(
 ) -> dict[str, Any]:
     """Train `base` once per seed after an excluded warm-up run; returns the JSON log's dict.
 
+    The seeds run as a sweep (`<out>/<config name>-<digest>/`: a rerun keeps the finished runs).
     `deadline` (a time.perf_counter() value): start no further seed after it, so that a caller
     with a hard time limit still gets the runs that finished. `warm_up_run=False` skips the
     warm-up run when this process has trained the same model already.
@@ -62,18 +63,20 @@ def bench(
         api.train(base, overrides={**warmup, "name": f"{base.name}-warmup"}, log=_quiet)
     warmup_run_seconds = time.perf_counter() - start
 
-    results = []
-    for seed in seeds:
-        if deadline is not None and time.perf_counter() > deadline:
-            print_line(f"seed {seed}: skipped, out of time")
-            continue
-        summary = api.train(base, overrides={"seed": seed}, log=_quiet)
-        results.append(summary)
-        print_line(
-            f"seed {seed}: test accuracy {100 * summary['test_accuracy']:.2f}%  "
-            f"train {summary['train_seconds']:.2f} s  warm-up {summary['warmup_seconds']:.1f} s  "
-            f"{summary['images_per_second']:,.0f} img/s"
-        )
+    result = sweeps.sweep(
+        base,
+        seeds=seeds,
+        out=base.out,
+        target=TARGET,
+        executor=executors.Local(deadline),
+        log=print_line,
+    )
+    results = [
+        {**json.loads((run / "summary.json").read_text()), "run_dir": str(run)}
+        for row in result.rows
+        if row["status"] == "finished"
+        for run in [result.folder / sweeps.RUNS_DIR / row["run"]]
+    ]
     if not results:
         return {"runs": [], "data_load_seconds": round(data_seconds, 2)}
     flops_per_image = 3 * analytic_forward_flops(base.model.width)  # forward + backward
