@@ -6,6 +6,7 @@ and a checkpoint write killed half-way leaves the previous checkpoint loadable.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import signal
@@ -88,6 +89,26 @@ def width_changed_run(ws: Path, _: pytest.MonkeyPatch) -> None:
     saved["model"]["width"] = 8
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
     run.rename(ws / "edited")
+
+
+HELD: list[int] = []  # lock file descriptors held by the test process (closed at exit)
+
+
+def run_in_use(ws: Path, _: pytest.MonkeyPatch) -> None:
+    """An unfinished run that another process (here: this test) is writing."""
+    run = tiny_run(ws, ws / "tiny.yaml", finished=True)
+    (run / "summary.json").unlink()
+    run.rename(ws / "busy")
+    fd = os.open(ws / "busy" / runs.LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.ftruncate(fd, 0)
+    os.write(fd, b"4242")
+    HELD.append(fd)
+
+
+def sweep_named_x(ws: Path, _: pytest.MonkeyPatch) -> None:
+    (ws / "sw" / "x").mkdir(parents=True)
+    (ws / "sw" / "x" / "sweep.yaml").write_text("config: {}\ngrid: {}\nseeds: [5]\n")
 
 
 def pickled_payload(ws: Path, _: pytest.MonkeyPatch) -> None:
@@ -307,6 +328,43 @@ CASES = {
         2,
         "this run has finished (summary.json exists)",
         prepare=finished_run,
+    ),
+    "runs: a run in use by another process": Case(
+        lambda ws, c: ["train", "--resume", str(ws / "busy"), "--no-progress"],
+        1,
+        "busy: this run is in use by process 4242; wait for it to end or stop it",
+        prepare=run_in_use,
+    ),
+    "sweep: unknown grid key": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--grid", "schedule.lr_mx=0.1,0.2"],
+        2,
+        "--grid schedule.lr_mx: schedule.lr_mx: unknown key (did you mean 'lr_max'?)",
+    ),
+    "sweep: a value listed twice": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--grid", "schedule.lr_max=0.1,0.1"],
+        2,
+        "--grid 'schedule.lr_max=0.1,0.1': a value is listed twice",
+    ),
+    "sweep: bad seeds": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--seeds", "3-1"],
+        2,
+        "--seeds '3-1': expected seeds like 0-4, 0,1,2 or 0-2,7 (>= 0)",
+    ),
+    "sweep: bad --devices": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--devices", "0,gpu1"],
+        2,
+        "--devices '0,gpu1': expected comma-separated GPU indices or 'cpu'",
+    ),
+    "sweep: folder of another sweep": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--name", "x", "--out", str(ws / "sw")],
+        2,
+        "x: holds another sweep (",
+        prepare=sweep_named_x,
+    ),
+    "compare: neither a run nor a sweep": Case(
+        lambda ws, c: ["compare", str(ws), "--png", str(ws / "c.png")],
+        2,
+        "neither a run folder (metrics.csv) nor a sweep folder (sweep.yaml)",
     ),
     "runs: checkpoint of another width": Case(
         lambda ws, c: ["train", "--resume", str(ws / "edited"), "--no-progress"],
