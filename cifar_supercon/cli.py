@@ -557,5 +557,7 @@ def config_show(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="supercon")
+    """Console-script entry point. SIGTERM stops every command the way Ctrl-C does: one line,
+    exit code 130 (a training run saves its checkpoint first)."""
+    with executors.sigterm_as_interrupt():
+        app(prog_name="supercon")

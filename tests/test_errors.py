@@ -487,6 +487,23 @@ def test_sigint_saves_and_exits_130(image_folder: Path, tmp_path: Path) -> None:
     assert runs.load_checkpoint(run / "checkpoints" / "last.pt")["scheduler"]["steps_done"] > 0
 
 
+@pytest.mark.parametrize("command", [["find-lr"], ["train", "--lr-max", "auto"]])
+def test_sigterm_stops_any_command_with_one_line(
+    command: list[str], image_folder: Path, tmp_path: Path
+) -> None:
+    """Not only a training loop: SIGTERM inside the range test (of find-lr, or of train's
+    --lr-max auto) is one line and exit code 130, never a silent 143."""
+    cfg = tiny_config(image_folder, tmp_path / "runs", finder={"num_iters": 100_000})
+    (tmp_path / "tiny.yaml").write_text(config_lib.to_yaml(cfg))
+    process = run_cli(*command, "--config", "tiny.yaml", "--no-progress", cwd=tmp_path)
+    wait_for(lambda: any((tmp_path / "runs").glob("*/config.yaml")))
+    time.sleep(1.0)  # inside the range test
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines() == ["error: interrupted"]
+
+
 def test_random_kills_resume_to_the_same_metrics(image_folder: Path, tmp_path: Path) -> None:
     """SIGKILL (no chance to save) at random moments, three times; each resume continues from
     the last checkpoint that landed, and the final metrics equal an uninterrupted run's."""
