@@ -32,8 +32,9 @@ lint: install  ## ruff check + ruff format --check
 test: lint $(VENV)/.test-extras  ## lint, then the test suite (pytest's 5, "no tests collected", is not a failure)
 	$(BIN)/python -m pytest -q || [ $$? -eq 5 ]
 
+# With ARGS="--resume RUN" the run's own config applies: no --config then.
 train: install  ## the assignment run: make train [CONFIG=...] [DATA_DIR=...] [ARGS="--epochs 24"]
-	$(BIN)/supercon train --config $(CONFIG) --data-dir $(DATA_DIR) $(ARGS)
+	$(BIN)/supercon train $(if $(findstring --resume,$(ARGS)),,--config $(CONFIG)) --data-dir $(DATA_DIR) $(ARGS)
 
 smoke: install  ## a few minutes on CPU: make smoke DATA_DIR=data/cifar10-png
 	$(BIN)/supercon train --config configs/cpu-smoke.yaml --data-dir $(DATA_DIR) --no-progress $(ARGS)

@@ -27,7 +27,7 @@ from . import comparison as compare_lib
 from . import config as config_lib
 from . import sweeps as sweep_lib
 from .config import Override
-from .errors import SuperconError, UsageError
+from .errors import Interrupted, SuperconError, UsageError
 
 out_console = Console(soft_wrap=True, highlight=False)
 err_console = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -106,6 +106,12 @@ def _reported(debug: bool) -> Iterator[None]:
     """Turn exceptions into one-line messages and exit codes (tracebacks only with --debug)."""
     try:
         yield
+    except Interrupted as e:
+        if debug:
+            raise
+        hint = f"; resume with: {program()} train --resume {e.resume}" if e.resume else ""
+        _error(e.reason + hint)
+        raise typer.Exit(e.exit_code) from None
     except SuperconError as e:
         if debug:
             raise

@@ -7,6 +7,8 @@ unexpected runtime failure (exit 1, traceback with --debug).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class SuperconError(Exception):
     """A failure the user can act on. Exit code 1: the command was fine, the world was not."""
@@ -41,6 +43,16 @@ class TrainingDiverged(SuperconError):
 
 
 class Interrupted(SuperconError):
-    """SIGINT/SIGTERM: the run saved a checkpoint and can be resumed (exit code 130)."""
+    """SIGINT/SIGTERM: the run saved a checkpoint and can be resumed (exit code 130).
+
+    `reason` says what stopped where; `resume` is the run to continue, which the CLI turns into a
+    command that runs as printed from where the user is.
+    """
 
     exit_code = 130
+
+    def __init__(self, reason: str, resume: Path | None = None) -> None:
+        self.reason = reason
+        self.resume = resume
+        hint = f"; resume with: supercon train --resume {resume}" if resume is not None else ""
+        super().__init__(reason + hint)

@@ -308,7 +308,8 @@ def _interrupted(signal_name: str, run: Path, epoch: int, setup: Setup) -> Inter
     position = setup.train_loader.position
     return Interrupted(
         f"{signal_name}: stopped in epoch {epoch} after step {position}/{setup.steps_per_epoch}; "
-        f"checkpoint saved; resume with: supercon train --resume {run}"
+        "checkpoint saved",
+        resume=run,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -482,9 +483,13 @@ def test_sigint_saves_and_exits_130(image_folder: Path, tmp_path: Path) -> None:
     assert err.strip().splitlines() == [
         next(line for line in err.splitlines() if "resume with" in line)
     ]
-    assert f"supercon train --resume {run}" in err
     assert "Traceback" not in err
     assert runs.load_checkpoint(run / "checkpoints" / "last.pt")["scheduler"]["steps_done"] > 0
+    printed = err.split("resume with: ", 1)[1].strip()
+    assert printed.endswith(f" train --resume {run}")
+    resumed = subprocess.run(shlex.split(printed), cwd=tmp_path, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr  # the hint runs as printed
+    assert (run / "summary.json").is_file()
 
 
 @pytest.mark.parametrize("command", [["find-lr"], ["train", "--lr-max", "auto"]])
