@@ -31,8 +31,6 @@ Log = Callable[[str], None]
 ConfigSource = Config | str | Path | Sequence[str | Path] | None
 Overrides = Sequence[Override] | Mapping[str, Any]
 CIFAR10_TRAIN_IMAGES = 50_000
-# What may change when a run resumes: where the data is and which device runs it.
-RESUME_OVERRIDABLE = ("data.root", "train.device")
 
 
 def resolve_config(config: ConfigSource = None, overrides: Overrides = ()) -> Config:
@@ -59,8 +57,8 @@ def train(
         run = Path(resume)
         runs.check_resumable(run)
         overrides = config_lib.as_overrides(overrides)
-        if fixed := [o.key for o in overrides if o.key not in RESUME_OVERRIDABLE]:
-            allowed = ", ".join(RESUME_OVERRIDABLE)
+        if fixed := [o.key for o in overrides if o.key not in runs.RESUME_MAY_CHANGE]:
+            allowed = ", ".join(runs.RESUME_MAY_CHANGE)
             raise UsageError(
                 f"--resume continues a run with its own config; only {allowed} may change, "
                 f"not {', '.join(fixed)}"

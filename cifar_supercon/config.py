@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from pydantic import (
     PlainValidator,
     ValidationError,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -59,8 +61,23 @@ LearningRate = Annotated[
 Momentum = Annotated[float, Field(gt=0, lt=1)]
 
 
+def _accepts_bool(annotation: Any) -> bool:
+    return annotation is bool or any(map(_accepts_bool, typing.get_args(annotation)))
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Non-finite numbers (.inf, .nan in YAML) are refused where they are given, not at the first
+    # NaN of a run.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML's yes/true would pass as 1 where a number is wanted (`width: yes` is width 1)."""
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and not _accepts_bool(field.annotation):
+            raise ValueError("expected a number, not a boolean")
+        return value
 
 
 class DataConfig(Section):
@@ -154,7 +171,7 @@ class FinderConfig(Section):
 
 class Config(Section):
     name: str = Field("supercon", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # run folder suffix
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1)  # the range every RNG it seeds accepts
     out: Path = Path("runs")  # parent folder of run directories
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -268,7 +285,14 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict:
     loader.flatten_mapping(node)
     mapping: dict = {}
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node)
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str):
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"key {key!r} is not a name (keys are words like lr_max)",
+                key_node.start_mark,
+            )
         if key in mapping:
             raise yaml.constructor.ConstructorError(
                 None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
@@ -330,7 +354,8 @@ def parse_set(assignment: str) -> Override:
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
+        if isinstance(value, Mapping):
+            # An empty section (`schedule: {}`) sets nothing: it must not reset what came before.
             yield from flatten(value, dotted + ".")
         else:
             yield dotted, value
@@ -406,15 +431,36 @@ def _allowed_keys(loc: Sequence[str | int]) -> list[str]:
     return list(model.model_fields)
 
 
+def _suggest(loc: Sequence[str]) -> str:
+    """The key meant: the same name in another section (optim.batch_size -> train.batch_size),
+    else a close name in this section, else a close name anywhere, else what is allowed here."""
+    allowed = _allowed_keys(loc)
+    everywhere = [f"{name}.{key}" for name, section in _sections() for key in section.model_fields]
+    elsewhere = [k for k in everywhere if k.endswith("." + loc[-1])]
+    close = difflib.get_close_matches(loc[-1], allowed, n=1, cutoff=0.6)
+    if not close and not elsewhere:
+        by_name = {k.split(".")[1]: k for k in everywhere}
+        near = difflib.get_close_matches(loc[-1], list(by_name), n=1, cutoff=0.75)
+        elsewhere = [by_name[near[0]]] if near else []
+    if elsewhere and not close:
+        return f"did you mean '{elsewhere[0]}'?"
+    return f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(allowed)}"
+
+
+def _sections() -> list[tuple[str, type[BaseModel]]]:
+    return [
+        (name, field.annotation)
+        for name, field in Config.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    ]
+
+
 def _describe(error: Mapping[str, Any]) -> tuple[str, str]:
     """(dotted key, `what is wrong (what is allowed)`) for one pydantic error."""
     loc = [str(p) for p in error["loc"]]
     key = ".".join(loc)
     if error["type"] == "extra_forbidden":
-        allowed = _allowed_keys(loc)
-        close = difflib.get_close_matches(loc[-1], allowed, n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(allowed)}"
-        return key, f"unknown key ({hint})"
+        return key, f"unknown key ({_suggest(loc)})"
     message = error["msg"].removeprefix("Value error, ")
     message = message[0].lower() + message[1:] if message else message
     if error["type"] == "model_type":

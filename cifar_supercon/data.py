@@ -58,6 +58,11 @@ class Dataset:
 def load_dataset(cfg: DataConfig, seed: int, log: Log = lambda _: None) -> Dataset:
     """The configured source, decoded (or read from the cache), with subsets applied."""
     root = Path(cfg.root)
+    if root.exists() and not root.is_dir():
+        raise DataError(
+            f"data root {root} is a file, not a folder; --data-dir (data.root) names a folder "
+            "holding cifar-10-batches-py/, or train/<class>/ and test/<class>/ images"
+        )
     kind = cfg.source if cfg.source != "auto" else detect_source(root)
     if kind == "cifar10" and not (root / CIFAR_FOLDER).is_dir():
         if not cfg.download:

@@ -14,6 +14,7 @@ the cost of holding the padded set as floats (50,000 images: 480 MB in bf16, 960
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 
 import torch
@@ -167,14 +168,25 @@ class TrainLoader:
             return {"generator": self._epoch_start_state.clone(), "position": self.position}
         return {"generator": self.generator.get_state(), "position": 0}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
+    def load_state_dict(self, state: dict[str, object]) -> bool:
+        """Continue where `state` was saved. Returns False when its generator state came from
+        another device type (a CUDA generator's state is not a CPU one's): the stream then
+        continues from a generator seeded by that state's bytes, reproducibly but not as the
+        original device would have continued it."""
         generator, position = state["generator"], int(state["position"])  # type: ignore[arg-type]
-        self.generator.set_state(generator)  # type: ignore[arg-type]
+        exact = True
+        try:
+            self.generator.set_state(generator)  # type: ignore[arg-type]
+        except (RuntimeError, TypeError, ValueError):
+            exact = False
+            digest = hashlib.sha256(torch.as_tensor(generator).numpy().tobytes()).digest()
+            self.generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
         self._order = self._plan = None
         self.position = 0
         if position > 0:
             self._start_epoch()  # redraws this epoch's permutation and augmentation
             self.position = position
+        return exact
 
 
 class EvalLoader:

@@ -113,6 +113,12 @@ def write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def append_line(path: Path, line: str) -> None:
+    """A log that only grows (one record per line): appending never loses what was there."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
 def write_config(run: Path, cfg: Config) -> None:
     write_text(run / CONFIG_FILE, config_lib.to_yaml(cfg))
 
@@ -149,6 +155,13 @@ def check_resumable(run: Path) -> None:
         raise UsageError(
             f"--resume {run}: this run has finished ({SUMMARY_FILE} exists); start a new run "
             "instead (finished runs are never changed)"
+        )
+    last = run / CHECKPOINTS / LAST
+    if not last.is_file() and (run / METRICS_FILE).is_file() and read_metrics(run):
+        # Starting again from epoch 1 would overwrite the epochs metrics.csv records.
+        raise CheckpointError(
+            f"--resume {run}: {last.relative_to(run)} is missing but metrics.csv records "
+            f"{len(read_metrics(run))} epoch(s); put the checkpoint back, or start a new run"
         )
 
 
@@ -194,7 +207,34 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def checkpoint_config(payload: Mapping[str, Any], path: Path) -> Config:
+    if not isinstance(payload.get("config"), Mapping):
+        raise CheckpointError(f"{path}: not a supercon checkpoint (it carries no config)")
     return config_lib.from_dict(payload["config"], str(path))
+
+
+# What a resumed run may change: where it runs, not what it computes (`out` and `name` only
+# placed the run folder, which exists by now).
+RESUME_MAY_CHANGE = ("data.root", "train.device", "train.eval_batch_size")
+_PLACEMENT = ("out", "name")
+
+
+def resume_changes(saved: Config, wanted: Config, path: Path) -> list[str]:
+    """Compare a run's config with its checkpoint's: refuse a difference that changes what the
+    run computes (epochs, lr, data, ...), naming every key; return the allowed ones that differ
+    (`train.device 'cuda' -> 'cpu'`) for the caller to record."""
+    check_same_model(saved, wanted, path)
+    before = dict(config_lib.flatten(config_lib.to_dict(saved)))
+    after = dict(config_lib.flatten(config_lib.to_dict(wanted)))
+    differing = [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
+    differing = [k for k in differing if k not in _PLACEMENT]
+    refused = [k for k in differing if k not in RESUME_MAY_CHANGE]
+    if refused:
+        what = "; ".join(f"{k} is {before.get(k)!r} there, {after.get(k)!r} now" for k in refused)
+        raise CheckpointError(
+            f"{path}: the run's config.yaml no longer matches its checkpoint ({what}); resuming "
+            "would change the run half-way: restore config.yaml, or start a new run"
+        )
+    return [f"{k} {before.get(k)!r} -> {after.get(k)!r}" for k in differing]
 
 
 def check_same_model(saved: Config, wanted: Config, path: Path) -> None:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -29,11 +30,12 @@ from . import engine, lr_finder, plots, runs
 from . import schedule as schedule_lib
 from .config import Config
 from .engine import Setup
-from .errors import Interrupted, TrainingDiverged
+from .errors import CheckpointError, Interrupted, TrainingDiverged
 from .model import analytic_parameter_count
 from .schedule import Scheduler
 
 Log = Callable[[str], None]
+RESUMES_FILE = "resumes.log"  # what a resume changed (device, data folder), one line each
 TARGET_ACCURACY = 0.90  # the assignment's bar; the summary records the epoch that first clears it
 
 
@@ -118,7 +120,7 @@ def fit(
     scheduler = Scheduler(setup.optimizer, schedule)
     state = Progress()
     if last_path.is_file():
-        state = _restore(setup, scheduler, runs.load_checkpoint(last_path), last_path)
+        state = _restore(setup, scheduler, runs.load_checkpoint(last_path), last_path, log)
         log(f"resuming {run} after epoch {state.epochs_done}, step {scheduler.steps_done}")
 
     runs.write_metrics(run, state.rows)  # drop rows of an epoch whose checkpoint never landed
@@ -333,18 +335,41 @@ def _payload(setup: Setup, scheduler: Scheduler, state: Progress) -> dict[str, A
     }
 
 
-def _restore(setup: Setup, scheduler: Scheduler, payload: dict[str, Any], path: Path) -> Progress:
-    runs.check_same_model(runs.checkpoint_config(payload, path), setup.cfg, path)
-    setup.model.load_state_dict(payload["model"])
-    setup.optimizer.load_state_dict(payload["optimizer"])
-    setup.train_step.scaler.load_state_dict(payload["scaler"])
-    scheduler.load_state_dict(payload["scheduler"])
-    setup.train_loader.load_state_dict(payload["loader"])
-    torch.set_rng_state(payload["rng"]["torch"])
-    if payload["rng"]["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
-    saved = dict(payload["progress"])
-    return Progress(**{**saved, "partial": EpochSums(**saved["partial"])})
+def _restore(
+    setup: Setup, scheduler: Scheduler, payload: dict[str, Any], path: Path, log: Log
+) -> Progress:
+    changes = runs.resume_changes(runs.checkpoint_config(payload, path), setup.cfg, path)
+    if changes:
+        log(f"resuming with {', '.join(changes)}")
+        runs.append_line(path.parent.parent / RESUMES_FILE, f"{_now()}: {', '.join(changes)}")
+    try:
+        setup.model.load_state_dict(payload["model"])
+        setup.optimizer.load_state_dict(payload["optimizer"])
+        scaler = setup.train_step.scaler
+        # fp16's loss scale exists on GPUs only: a run moving between devices starts a fresh one
+        if bool(payload["scaler"]) == scaler.is_enabled():
+            scaler.load_state_dict(payload["scaler"])
+        scheduler.load_state_dict(payload["scheduler"])
+        same_stream = setup.train_loader.load_state_dict(payload["loader"])
+        torch.set_rng_state(payload["rng"]["torch"])
+        if payload["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
+        saved = dict(payload["progress"])
+        progress = Progress(**{**saved, "partial": EpochSums(**saved["partial"])})
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        detail = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: damaged or not this run's checkpoint ({detail})") from None
+    if not same_stream:
+        log(
+            f"note: {path} was saved on another device type; its data-order generator cannot "
+            f"continue on {setup.device.type}, so one derived from it does (reproducible, but not "
+            "what an uninterrupted run would have drawn)"
+        )
+    return progress
+
+
+def _now() -> str:
+    return datetime.now().isoformat(timespec="seconds")
 
 
 # --------------------------------------------------------------------------------------------

@@ -176,11 +176,15 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(
         with pytest.raises(Interrupted):
             fit(cfg, run)
     good = (run / "checkpoints" / "last.pt").read_bytes()
-    # The user edits the run's config to an absurd learning rate and resumes.
-    edited = yaml.safe_load((run / "config.yaml").read_text())
-    edited["schedule"].update(lr_min=1e12, lr_max=1e13)
-    (run / "config.yaml").write_text(yaml.safe_dump(edited))
-    with pytest.raises(TrainingDiverged) as caught:
+    # Epoch 2 meets an absurd learning rate (as a too-high lr_max would bring on the way up).
+    build = schedule_lib.build
+
+    def exploding(*args: object) -> schedule_lib.Schedule:
+        schedule = build(*args)  # type: ignore[arg-type]
+        return lambda step: schedule_lib.LrMomentum(1e13 if step >= 5 else schedule(step).lr, 0.9)
+
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(TrainingDiverged) as caught:
+        patch.setattr(schedule_lib, "build", exploding)
         api.train(resume=run, log=lambda _: None)
     message = str(caught.value)
     assert "epoch 2" in message and "schedule.lr_max" in message and "find-lr" in message
@@ -203,7 +207,7 @@ def test_finished_run_cannot_be_resumed(reference: dict) -> None:
 
 def test_resume_refuses_config_changes(reference: dict, tmp_path: Path) -> None:
     unfinished = new_run(config_lib.load([], {"out": str(tmp_path)}, base=reference["cfg"]))
-    with pytest.raises(UsageError, match=r"only data\.root, train\.device may change"):
+    with pytest.raises(UsageError, match=r"only data\.root, train\.device, train\.eval_batch_size may change"):
         api.train(resume=unfinished, overrides={"train.epochs": 9})
 
 
