@@ -67,6 +67,27 @@ def test_files_merge_left_to_right_then_overrides(tmp_path: Path) -> None:
     assert cfg.name == "first"  # runs are named after the first config file
 
 
+def test_an_empty_section_in_a_later_file_resets_nothing(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("schedule:\n  lr_max: 0.8\ntrain:\n  epochs: 30\n")
+    (tmp_path / "b.yaml").write_text("schedule: {}\ntrain:\n  batch_size: 64\n")
+    cfg = config_lib.load([tmp_path / "a.yaml", tmp_path / "b.yaml"])
+    assert (cfg.schedule.lr_max, cfg.train.epochs, cfg.train.batch_size) == (0.8, 30, 64)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("model.width", True), ("train.epochs", False), ("schedule.peak_epoch", True)],
+)
+def test_booleans_are_not_numbers(key: str, value: bool) -> None:
+    with pytest.raises(ConfigError, match=f"{key}: expected a number, not a boolean"):
+        config_lib.load([], {key: value})
+
+
+def test_flags_still_take_booleans() -> None:
+    cfg = config_lib.load([], {"train.compile": True, "data.flip": False})
+    assert (cfg.train.compile, cfg.data.flip) == (True, False)
+
+
 def test_set_values_are_yaml_scalars() -> None:
     assert parse_set("schedule.lr_max=0.4").value == 0.4
     assert parse_set("train.compile=true").value is True

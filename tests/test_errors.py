@@ -92,6 +92,35 @@ def width_changed_run(ws: Path, _: pytest.MonkeyPatch) -> None:
     run.rename(ws / "edited")
 
 
+def unfinished_run(ws: Path, name: str) -> Path:
+    """A run of the tiny config stopped after its last epoch's checkpoint (summary removed)."""
+    run = tiny_run(ws, ws / "tiny.yaml", finished=True)
+    (run / "summary.json").unlink()
+    return run.rename(ws / name)
+
+
+def checkpoint_without_config(ws: Path, _: pytest.MonkeyPatch) -> None:
+    torch.save({"format": 1, "model": {}}, ws / "foreign.pt")
+
+
+def damaged_checkpoint(ws: Path, _: pytest.MonkeyPatch) -> None:
+    last = unfinished_run(ws, "damaged") / "checkpoints" / "last.pt"
+    payload = torch.load(last, weights_only=True)
+    del payload["optimizer"]
+    torch.save(payload, last)
+
+
+def lost_checkpoint(ws: Path, _: pytest.MonkeyPatch) -> None:
+    (unfinished_run(ws, "lost") / "checkpoints" / "last.pt").unlink()
+
+
+def edited_config(ws: Path, _: pytest.MonkeyPatch) -> None:
+    run = unfinished_run(ws, "edited-epochs")
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["train"]["epochs"] = 5
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+
+
 HELD: list[int] = []  # lock file descriptors held by the test process (closed at exit)
 
 
@@ -250,6 +279,32 @@ CASES = {
         "--set: data.cutout: input should be less than or equal to 32",
         lines=2,
     ),
+    "config: a boolean where a number is wanted": Case(
+        lambda ws, c: show(ws, "--set", "model.width=yes"),
+        2,
+        "--set: model.width: expected a number, not a boolean (got True)",
+    ),
+    "config: a non-finite number": Case(
+        lambda ws, c: show(ws, "--set", "optim.weight_decay=.inf"),
+        2,
+        "--set: optim.weight_decay: input should be a finite number (got inf)",
+    ),
+    "config: seed out of range": Case(
+        lambda ws, c: show(ws, "--seed", "99999999999999999999"),
+        2,
+        "--seed: seed: input should be less than or equal to 4294967295",
+    ),
+    "config: a key in the wrong section": Case(
+        lambda ws, c: show(ws, "--set", "optim.batch_sise=3"),
+        2,
+        "--set: optim.batch_sise: unknown key (did you mean 'train.batch_size'?)",
+    ),
+    "config: a YAML key that is a list": Case(
+        lambda ws, c: show(ws, "--config", str(ws / "listkey.yaml")),
+        2,
+        "listkey.yaml: line 1: not valid YAML (key ['a', 'b'] is not a name",
+        prepare=lambda ws, _: files(ws, **{"listkey.yaml": "[a, b]: 1\n"}),
+    ),
     "usage: unknown option": Case(
         lambda ws, c: ["train", "--bogus"], 2, "supercon train: No such option: --bogus"
     ),
@@ -314,7 +369,37 @@ CASES = {
         "bad/test: missing",
         prepare=broken_folder("no test split"),
     ),
+    "data: data root is a file": Case(
+        lambda ws, c: train(ws, c, "--data-dir", str(ws / "a-file")),
+        1,
+        "a-file is a file, not a folder",
+        prepare=lambda ws, _: files(ws, **{"a-file": "not a folder"}),
+    ),
     # runs and checkpoints
+    "runs: a checkpoint without a config": Case(
+        lambda ws, c: ["evaluate", str(ws / "foreign.pt")],
+        1,
+        "foreign.pt: not a supercon checkpoint (it carries no config)",
+        prepare=checkpoint_without_config,
+    ),
+    "runs: a damaged checkpoint on resume": Case(
+        lambda ws, c: ["train", "--resume", str(ws / "damaged"), "--no-progress"],
+        1,
+        "damaged/checkpoints/last.pt: damaged or not this run's checkpoint ('optimizer')",
+        prepare=damaged_checkpoint,
+    ),
+    "runs: --resume after last.pt was lost": Case(
+        lambda ws, c: ["train", "--resume", str(ws / "lost"), "--no-progress"],
+        1,
+        "lost: checkpoints/last.pt is missing but metrics.csv records 2 epoch(s)",
+        prepare=lost_checkpoint,
+    ),
+    "runs: config.yaml edited before --resume": Case(
+        lambda ws, c: ["train", "--resume", str(ws / "edited-epochs"), "--no-progress"],
+        1,
+        "the run's config.yaml no longer matches its checkpoint (train.epochs is 2 there, 5 now)",
+        prepare=edited_config,
+    ),
     "runs: output folder not writable": Case(
         lambda ws, c: train(ws, c, "--out", str(ws / "a-file" / "runs")),
         1,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 from datetime import datetime
 from pathlib import Path
@@ -193,6 +194,37 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(
     assert len(runs.read_metrics(run)) == 1
 
 
+def test_resume_across_device_types_continues_with_a_note(reference: dict, tmp_path: Path) -> None:
+    """A checkpoint from a GPU run resumed on a CPU: the loader's generator state has the CUDA
+    format (16 bytes: seed and offset), the fp16 scaler state exists. Without a GPU, build such a
+    checkpoint; the resume must continue, derive its generator, and say so in one line."""
+    cfg = config_lib.load([], {"out": str(tmp_path)}, base=reference["cfg"])
+    run = new_run(cfg)
+    with pytest.MonkeyPatch.context() as patch:
+        SignalOnStep(patch, 7, signal.SIGINT)  # mid-epoch 2
+        with pytest.raises(Interrupted):
+            fit(cfg, run)
+    last = run / "checkpoints" / "last.pt"
+    payload = torch.load(last, weights_only=True)
+    payload["loader"]["generator"] = torch.tensor([7, 0, 0, 0, 0, 0, 0, 0] * 2, dtype=torch.uint8)
+    payload["scaler"] = {
+        "scale": 65536.0,
+        "growth_factor": 2.0,
+        "backoff_factor": 0.5,
+        "growth_interval": 2000,
+        "_growth_tracker": 0,
+    }
+    torch.save(payload, last)
+    twin = Path(shutil.copytree(run, tmp_path / "twin"))
+    lines: list[str] = []
+    summary = api.train(resume=run, log=lines.append)
+    (note,) = [line for line in lines if line.startswith("note:")]
+    assert "saved on another device type" in note and "derived" in note
+    assert len(runs.read_metrics(run)) == 3 and summary["test_accuracy"] > 0
+    api.train(resume=twin, log=lambda _: None)  # the derived stream is reproducible
+    assert comparable(runs.read_metrics(twin)) == comparable(runs.read_metrics(run))
+
+
 def test_run_directories_are_never_reused(tmp_path: Path) -> None:
     moment = datetime(2026, 1, 2, 3, 4, 5)
     first = runs.create(tmp_path, "x", now=moment)
@@ -207,7 +239,9 @@ def test_finished_run_cannot_be_resumed(reference: dict) -> None:
 
 def test_resume_refuses_config_changes(reference: dict, tmp_path: Path) -> None:
     unfinished = new_run(config_lib.load([], {"out": str(tmp_path)}, base=reference["cfg"]))
-    with pytest.raises(UsageError, match=r"only data\.root, train\.device, train\.eval_batch_size may change"):
+    with pytest.raises(
+        UsageError, match=r"only data\.root, train\.device, train\.eval_batch_size may change"
+    ):
         api.train(resume=unfinished, overrides={"train.epochs": 9})
 
 
