@@ -65,6 +65,8 @@ def train(
             )
         cfg = runs.read_config(run, overrides)
         with runs.locked(run):
+            for folder in (run, run / runs.CHECKPOINTS, run / "plots"):
+                runs.remove_stale_temporaries(folder)  # of a writer killed mid-write
             setup = engine.build(cfg, log)
             summary = fit(cfg, run, log=log, progress=progress, setup=setup)
         return {**summary, "run_dir": str(run)}
@@ -139,7 +141,9 @@ def evaluate(
         raise CheckpointError(
             f"{path}: weights do not fit ResNet-9 width {cfg.model.width} ({detail})"
         ) from None
-    test = load_dataset(cfg.data, cfg.seed, log).test
+    dataset = load_dataset(cfg.data, cfg.seed, log)
+    runs.check_same_classes(payload.get("classes", ()), dataset.classes, path, cfg.data.root)
+    test = dataset.test
     normalizer = Normalizer.from_state_dict(payload["normalization"])
     loader = EvalLoader(
         test,
@@ -151,7 +155,7 @@ def evaluate(
     )
     tta = cfg.train.tta_flip if tta_flip is None else tta_flip
     result = engine.evaluate(model, loader, device, dtype, tta)
-    classes = tuple(payload["classes"])
+    classes = dataset.classes
     matrix = engine.confusion_matrix(result, len(classes))
     per_class = [row[i] / max(1, sum(row)) for i, row in enumerate(matrix)]
     if plot is None:

@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from . import api, executors
+from . import api, executors, processes
 from . import comparison as compare_lib
 from . import config as config_lib
 from . import sweeps as sweep_lib
@@ -565,5 +565,5 @@ def config_show(
 def main() -> None:
     """Console-script entry point. SIGTERM stops every command the way Ctrl-C does: one line,
     exit code 130 (a training run saves its checkpoint first)."""
-    with executors.sigterm_as_interrupt():
+    with processes.sigterm_as_interrupt():
         app(prog_name="supercon")

@@ -7,11 +7,11 @@ second load reads one file instead of decoding 60,000 images.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import multiprocessing
 import os
 import pickle
+import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import processes, runs
 from .config import DataConfig
-from .errors import DataError
+from .errors import DataError, SuperconError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 CIFAR_FOLDER = "cifar-10-batches-py"
@@ -183,6 +184,24 @@ def _list_folder(root: Path) -> Listing:
     return listing
 
 
+# Pillow's 16- and 32-bit integer grey modes (a 16-bit greyscale PNG opens as one of them).
+WIDE_GREY_MODES = {"I;16": 8, "I;16L": 8, "I;16B": 8, "I;16N": 8, "I": 8}
+
+
+def _rgb_pixels(image: Image.Image, path: str) -> np.ndarray:
+    """(H, W, 3) uint8. Grey, palette, RGBA (alpha dropped) and CMYK convert as Pillow does;
+    16-bit grey keeps its top 8 bits (Pillow's own conversion clips it to white)."""
+    if image.mode in WIDE_GREY_MODES:
+        wide = np.asarray(image).astype(np.int64)
+        if wide.max(initial=0) > 0xFFFF or wide.min(initial=0) < 0:
+            raise ValueError(f"{image.mode} pixels outside 0..65535")
+        grey = (wide >> WIDE_GREY_MODES[image.mode]).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if image.mode == "F":
+        raise ValueError("floating-point pixels: convert the image to 8-bit RGB")
+    return np.asarray(image.convert("RGB"))
+
+
 def _decode_chunk(paths: list[str]) -> np.ndarray:
     """Decode images into one (N, 32, 32, 3) uint8 array (runs in a worker process)."""
     out = np.empty((len(paths), 32, 32, 3), dtype=np.uint8)
@@ -190,13 +209,17 @@ def _decode_chunk(paths: list[str]) -> np.ndarray:
         try:
             with Image.open(path) as image:
                 image.load()
-                size, rgb = image.size, image.convert("RGB")  # grey, RGBA: to RGB, alpha dropped
+                size, rgb = image.size, _rgb_pixels(image, path)
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise DataError(f"{path}: cannot decode the image ({e})") from None
         if size != (32, 32):
             raise DataError(f"{path}: image is {size[0]}x{size[1]}, expected 32x32 (CIFAR-10 size)")
-        out[i] = np.asarray(rgb)
+        out[i] = rgb
     return out
+
+
+def _die_with_parent() -> None:
+    processes.die_with_parent(signal.SIGKILL)
 
 
 def _decode_folder(root: Path, listing: Listing, log: Log) -> tuple[Split, Split, tuple[str, ...]]:
@@ -207,7 +230,9 @@ def _decode_folder(root: Path, listing: Listing, log: Log) -> tuple[Split, Split
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
     splits = []
-    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=context) as pool:
+    workers = {"max_workers": os.cpu_count() or 1, "mp_context": context}
+    # Workers hold nothing worth saving: if this process dies, they die at once too.
+    with ProcessPoolExecutor(**workers, initializer=_die_with_parent) as pool:
         for split in SPLITS:
             paths = [f.path for f in listing[split]]
             chunks = [paths[i : i + DECODE_CHUNK] for i in range(0, len(paths), DECODE_CHUNK)]
@@ -298,16 +323,13 @@ def _cached(
         "test_labels": test.labels,
         "classes": list(classes),
     }
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
     try:
         path.parent.mkdir(exist_ok=True)
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        runs.remove_stale_temporaries(path.parent)  # left by a process killed while caching
+        runs.write_atomically(path, lambda f: torch.save(payload, f))
     # A read-only data folder still trains, only slower to start. torch.save reports a file it
     # cannot open or write (read-only folder, full disk) as RuntimeError, not OSError.
-    except (OSError, RuntimeError) as e:
+    except (OSError, RuntimeError, SuperconError) as e:
         reason = getattr(e, "strerror", None) or str(e).strip().split("\n")[0] or type(e).__name__
         log(f"not caching decoded images ({reason}: {path.parent})")
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)  # no half-written file left behind
     return Dataset(train, test, classes, description)

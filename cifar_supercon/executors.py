@@ -15,17 +15,15 @@ executor only has to care about processes, devices and interruption.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import multiprocessing
 import os
 import signal
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import wait
 from typing import Any, Protocol
 
+from . import processes
 from .errors import Interrupted, SuperconError, UsageError
 
 Work = Callable[[Any, str | None], Any]
@@ -35,24 +33,6 @@ STOP_GRACE_SECONDS = 120  # a stopped run saves its checkpoint first: give it ti
 
 class Executor(Protocol):
     def run(self, work: Work, tasks: Sequence[Any], done: Done) -> None: ...
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt like Ctrl-C does, so both stop the same clean way.
-    (A run in progress handles both itself, saving its checkpoint first.)"""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _stopped(pending: int) -> Interrupted:
@@ -70,7 +50,7 @@ class Local:
         self.deadline = deadline
 
     def run(self, work: Work, tasks: Sequence[Any], done: Done) -> None:
-        with sigterm_as_interrupt():
+        with processes.sigterm_as_interrupt():
             for i, task in enumerate(tasks):
                 if self.deadline is not None and time.perf_counter() > self.deadline:
                     return
@@ -91,16 +71,8 @@ def parse_devices(text: str) -> list[str]:
     return devices
 
 
-def _die_with_parent() -> None:
-    """Linux: the kernel sends this process SIGTERM when its parent dies, so that a killed
-    sweep never leaves runs behind (the run saves its checkpoint and stops)."""
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 def _child(work: Work, task: Any, device: str, results: Any) -> None:
-    _die_with_parent()
+    processes.die_with_parent()  # the run saves its checkpoint and stops
     results.send(work(task, "cpu" if device == "cpu" else "cuda"))
 
 
@@ -118,7 +90,7 @@ class Devices:
         free = list(self.devices)
         running: dict[Any, tuple[Any, str, Any]] = {}  # sentinel -> (process, device, pipe)
         try:
-            with sigterm_as_interrupt():
+            with processes.sigterm_as_interrupt():
                 while queue or running:
                     while queue and free:
                         device = free.pop(0)
@@ -220,7 +192,7 @@ class Ray:
             )
             pending = [remote.remote(task, "cuda" if gpus else "cpu") for task in tasks]
             try:
-                with sigterm_as_interrupt():
+                with processes.sigterm_as_interrupt():
                     while pending:
                         finished, pending = ray.wait(pending, num_returns=1)
                         done(ray.get(finished[0]))

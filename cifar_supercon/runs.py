@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
 import pickle
+import shutil
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
 from . import config as config_lib
 from .config import Config
-from .errors import CheckpointError, SuperconError, UsageError
+from .errors import CheckpointError, DataError, SuperconError, UsageError
 
 try:
     import fcntl
@@ -36,6 +38,7 @@ CHECKPOINTS = "checkpoints"
 LAST = "last.pt"
 BEST = "best.pt"
 LOCK_FILE = ".lock"
+TEMPORARY = ".tmp"  # `.<name>.tmp<pid>`: a file being written by process <pid>
 CHECKPOINT_FORMAT = 1
 METRIC_COLUMNS = (
     "epoch",
@@ -103,14 +106,74 @@ def locked(folder: Path, what: str = "this run") -> Iterator[None]:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write through a temporary file and a rename: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write through a temporary file and a rename: readers never see a partial file.
+
+    A target that exists and is not a regular file (/dev/stdout, a pipe) is written straight
+    to: renaming over it would replace the device or pipe with a file.
+    """
+    if path.exists() and not path.is_file():
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return
+    write_atomically(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], object], size_hint: int = 0) -> None:
+    """`write` into `.<name>.tmp<pid>` beside `path`, fsync, rename over `path`. On any failure
+    the temporary file is removed and `path` keeps its previous version; a full disk becomes
+    one line naming the path and the space it needs (at least `size_hint` bytes)."""
+    target = path.resolve() if path.is_symlink() else path  # keep a link; replace what it names
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}{TEMPORARY}{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException as e:
+        written = tmp.stat().st_size if tmp.exists() else 0
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _disk_full(target, max(written, size_hint)) from None
+        if isinstance(e, RuntimeError) and "No space left" in str(e):  # torch.save's wording
+            raise _disk_full(target, max(written, size_hint)) from None
+        raise
+
+
+def _disk_full(path: Path, needed: int) -> SuperconError:
+    free = shutil.disk_usage(path.parent).free
+    kept = "the previous version is intact" if path.exists() else "nothing was replaced"
+    return SuperconError(
+        f"{path}: no space left on the device ({_size(free)} free, about {_size(needed)} "
+        f"needed); {kept}: free some space, then resume"
+    )
+
+
+def _size(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Temporary files of writers that died mid-write (their pid is gone): safe to delete, since
+    the file they were replacing was never touched. Returns what was removed."""
+    removed = []
+    for tmp in folder.glob(f".*{TEMPORARY}*"):
+        pid = tmp.name.rsplit(TEMPORARY, 1)[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def append_line(path: Path, line: str) -> None:
@@ -171,18 +234,27 @@ def check_resumable(run: Path) -> None:
 
 def save_checkpoint(path: Path, payload: Mapping[str, Any]) -> None:
     """torch.save to a temporary file, fsync, then rename over the old checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save({"format": CHECKPOINT_FORMAT, **payload}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomically(
+        path,
+        lambda f: torch.save({"format": CHECKPOINT_FORMAT, **payload}, f),
+        size_hint=_tensor_bytes(payload),
+    )
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)  # make the rename itself durable
     finally:
         os.close(directory)
+
+
+def _tensor_bytes(value: Any) -> int:
+    """What the tensors in a (nested) payload occupy: about a checkpoint's size on disk."""
+    if isinstance(value, torch.Tensor):
+        return value.nbytes
+    if isinstance(value, Mapping):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -235,6 +307,16 @@ def resume_changes(saved: Config, wanted: Config, path: Path) -> list[str]:
             "would change the run half-way: restore config.yaml, or start a new run"
         )
     return [f"{k} {before.get(k)!r} -> {after.get(k)!r}" for k in differing]
+
+
+def check_same_classes(saved: Sequence[str], found: Sequence[str], path: Path, root: Path) -> None:
+    """The data's classes, in order, must be the checkpoint's: output i means class i. A folder
+    with other names or another order would be scored against the wrong labels."""
+    if list(saved) != list(found):
+        raise DataError(
+            f"{root}: classes {', '.join(found)} do not match {path}'s {', '.join(saved)} (the "
+            "same names, in the same sorted order, are needed)"
+        )
 
 
 def check_same_model(saved: Config, wanted: Config, path: Path) -> None:

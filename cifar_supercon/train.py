@@ -342,6 +342,9 @@ def _restore(
     if changes:
         log(f"resuming with {', '.join(changes)}")
         runs.append_line(path.parent.parent / RESUMES_FILE, f"{_now()}: {', '.join(changes)}")
+    runs.check_same_classes(
+        payload.get("classes", ()), setup.dataset.classes, path, setup.cfg.data.root
+    )
     try:
         setup.model.load_state_dict(payload["model"])
         setup.optimizer.load_state_dict(payload["optimizer"])

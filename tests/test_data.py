@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pytest
@@ -190,8 +191,8 @@ def test_a_cache_that_cannot_be_written_still_loads(
         torch.save({}, tmp_path / "no-such-folder" / "x.pt")
     expected = write_known_folder(tmp_path)
 
-    def disk_full(payload: object, file: Path) -> None:
-        Path(file).write_bytes(b"half a file")
+    def disk_full(payload: object, file: BinaryIO) -> None:
+        file.write(b"half a file")
         raise RuntimeError("[enforce fail at inline_container.cc] . PytorchStreamWriter failed")
 
     monkeypatch.setattr(data.torch, "save", disk_full)
@@ -424,3 +425,30 @@ def test_cifar10_python_batches_are_read_through_torchvision(
         assert split.images.dtype == torch.uint8
         assert torch.equal(split.images, images) and torch.equal(split.labels, labels)
     assert list((tmp_path / CACHE_FOLDER).glob("cifar10-*.pt"))  # cached like a folder
+
+
+def test_every_image_mode_decodes_to_its_rgb(tmp_path: Path) -> None:
+    """Grey, palette, RGBA, CMYK and 16-bit grey images become the RGB a viewer would show."""
+    ramp = np.arange(32 * 32, dtype=np.int64).reshape(32, 32)
+    grey = (ramp % 256).astype(np.uint8)
+    rgba = np.dstack([grey, 255 - grey, np.full_like(grey, 7), np.full_like(grey, 128)])
+    wide = (ramp * 64).astype(np.uint16)  # uses the full 16-bit range
+    palette = Image.fromarray(grey, "L").convert("P")
+    cases = {
+        "grey.png": (Image.fromarray(grey, "L"), np.dstack([grey] * 3)),
+        "palette.png": (palette, np.asarray(palette.convert("RGB"))),
+        "rgba.png": (Image.fromarray(rgba, "RGBA"), rgba[:, :, :3]),
+        "cmyk.tiff": (
+            Image.fromarray(np.dstack([grey, grey, grey]), "RGB").convert("CMYK"),
+            np.asarray(
+                Image.fromarray(np.dstack([grey] * 3), "RGB").convert("CMYK").convert("RGB")
+            ),
+        ),
+        "wide.png": (Image.fromarray(wide), np.dstack([(wide >> 8).astype(np.uint8)] * 3)),
+    }
+    for name, (image, _) in cases.items():
+        image.save(tmp_path / name)
+    decoded = data._decode_chunk([str(tmp_path / name) for name in cases])
+    for (name, (_, expected)), pixels in zip(cases.items(), decoded, strict=True):
+        assert np.array_equal(pixels, expected), name
+    assert Image.open(tmp_path / "wide.png").mode.startswith("I")  # really a 16-bit image

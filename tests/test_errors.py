@@ -6,10 +6,12 @@ and a checkpoint write killed half-way leaves the previous checkpoint loadable.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import random
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 import torch
@@ -119,6 +122,15 @@ def edited_config(ws: Path, _: pytest.MonkeyPatch) -> None:
     saved = yaml.safe_load((run / "config.yaml").read_text())
     saved["train"]["epochs"] = 5
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
+
+
+def renamed_classes(ws: Path, _: pytest.MonkeyPatch) -> None:
+    """A finished run, and a copy of its data whose class 'boat' is now called 'ship'."""
+    tiny_run(ws, ws / "tiny.yaml", finished=True).rename(ws / "trained")
+    source = Path(yaml.safe_load((ws / "tiny.yaml").read_text())["data"]["root"])
+    shutil.copytree(source, ws / "renamed", ignore=shutil.ignore_patterns(".supercon-cache"))
+    for split in ("train", "test"):
+        (ws / "renamed" / split / "boat").rename(ws / "renamed" / split / "ship")
 
 
 HELD: list[int] = []  # lock file descriptors held by the test process (closed at exit)
@@ -376,6 +388,17 @@ CASES = {
         prepare=lambda ws, _: files(ws, **{"a-file": "not a folder"}),
     ),
     # runs and checkpoints
+    "data: classes differ from the checkpoint's": Case(
+        lambda ws, c: [
+            "evaluate",
+            str(ws / "trained" / "checkpoints" / "last.pt"),
+            "--data-dir",
+            str(ws / "renamed"),
+        ],
+        1,
+        "renamed: classes apple, cloud, ship do not match",
+        prepare=renamed_classes,
+    ),
     "runs: a checkpoint without a config": Case(
         lambda ws, c: ["evaluate", str(ws / "foreign.pt")],
         1,
@@ -652,3 +675,106 @@ def test_a_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path: Path)
         process.wait()
         saved = runs.load_checkpoint(path)
         assert torch.equal(saved["weights"], torch.arange(4_000_000.0) + saved["i"])
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_resumes(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC while the second checkpoint is written: one line naming the file and the space,
+    the first checkpoint intact, no temporary file, and the run resumes once space is back."""
+    reference = tiny_run(workspace, workspace / "tiny.yaml", finished=True)
+    save, calls = torch.save, []
+
+    def filling(payload: object, f: BinaryIO) -> None:
+        calls.append(1)
+        if len(calls) == 3:  # epoch 1 saved last.pt and best.pt; epoch 2's last.pt fails
+            f.write(b"x" * 1000)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        save(payload, f)
+
+    monkeypatch.setattr(runs.torch, "save", filling)
+    result = CliRunner().invoke(
+        app, ["train", "--config", "tiny.yaml", "--epochs", "2", "--no-progress"]
+    )
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "last.pt: no space left on the device (" in line and "MB needed" in line
+    (run,) = [r for r in (workspace / "runs").iterdir() if r != reference]
+    assert not list(run.rglob(f"*{runs.TEMPORARY}*"))
+    assert runs.load_checkpoint(run / "checkpoints" / "last.pt")["progress"]["epochs_done"] == 1
+    monkeypatch.setattr(runs.torch, "save", save)  # space freed
+    resumed = CliRunner().invoke(app, ["train", "--resume", str(run), "--no-progress"])
+    assert resumed.exit_code == 0, resumed.stderr
+    assert comparable_metrics(run) == comparable_metrics(reference)
+
+
+def test_writes_to_special_files_and_links_keep_them(workspace: Path) -> None:
+    """--csv /dev/stdout (here a link to /dev/null) is written through, not replaced by a file;
+    a link to a regular file stays a link and its target gets the new content."""
+    (workspace / "sink").symlink_to("/dev/null")
+    (workspace / "real.csv").write_text("old")
+    (workspace / "link.csv").symlink_to(workspace / "real.csv")
+    for target in ("sink", "link.csv"):
+        result = CliRunner().invoke(
+            app,
+            ["plot-schedule", "--out", str(workspace / "s.png"), "--csv", str(workspace / target)],
+        )
+        assert result.exit_code == 0, result.stderr
+    assert (workspace / "sink").is_symlink() and Path("/dev/null").is_char_device()
+    assert (workspace / "link.csv").is_symlink()
+    assert (workspace / "real.csv").read_text().startswith("step,epoch,lr,momentum")
+
+
+def test_a_killed_writers_temporary_file_goes_at_the_next_start(workspace: Path) -> None:
+    run = unfinished_run(workspace, "stale")
+    stale = run / "checkpoints" / f".last.pt{runs.TEMPORARY}{_a_dead_pid()}"
+    stale.write_bytes(b"half a checkpoint")
+    live = run / "checkpoints" / f".best.pt{runs.TEMPORARY}1"  # pid 1 lives: not stale
+    live.write_bytes(b"being written")
+    result = CliRunner().invoke(app, ["train", "--resume", str(run), "--no-progress"])
+    assert result.exit_code == 0, result.stderr
+    assert not stale.exists() and live.exists()
+
+
+def _a_dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_decoding_workers_die_with_their_parent(tmp_path: Path) -> None:
+    """SIGKILL the command while its worker processes decode images: none outlives it."""
+    root = write_image_folder(tmp_path / "big", train_per_class=2500, test_per_class=10)
+    cfg = tiny_config(root, tmp_path / "runs")
+    (tmp_path / "big.yaml").write_text(config_lib.to_yaml(cfg))
+    process = run_cli("train", "--config", "big.yaml", "--no-progress", cwd=tmp_path)
+    children: list[int] = []
+
+    def decoding() -> bool:
+        children[:] = _children(process.pid)
+        return len(children) > 0
+
+    wait_for(decoding, timeout=120)
+    process.kill()
+    process.wait()
+    wait_for(lambda: not [pid for pid in children if _running(pid)], timeout=10)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; only its exit status waits to be read
