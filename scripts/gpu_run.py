@@ -10,6 +10,7 @@ Phases (run in the order given):
             LR range test's own (find-lr, then train its suggestion), 3 seeds each
   speedrun  configs/speedrun.yaml, 5 seeds
   profile   where a training step's time goes (torch.profiler, top kernels)
+  superconvergence  1cycle against step decay at 24 epochs, and step decay at 48 (3 seeds each)
 
 Everything a phase produces (console lines, each run's summary.json, metrics.csv and config.yaml,
 the benchmark JSON logs, the profile, the hardware and versions) goes into ONE tarball,
@@ -45,7 +46,7 @@ sys.path.insert(0, str(SCRIPTS))
 import bench_train  # noqa: E402
 import profile_train  # noqa: E402
 
-from cifar_supercon import api  # noqa: E402
+from cifar_supercon import api, comparison, executors, sweeps  # noqa: E402
 from cifar_supercon import config as config_lib  # noqa: E402
 
 CONFIGS = SCRIPTS.parent / "configs"
@@ -181,6 +182,47 @@ class Phases:
                 )
         return "; ".join(parts)
 
+    def superconvergence(self) -> str:
+        """1cycle against step decay (configs/baseline-step.yaml) at the same epochs, and step
+        decay at twice the epochs; 3 seeds each, as sweeps; one compare PNG."""
+        epochs = self.config("default.yaml").train.epochs
+        variants = {
+            f"1cycle-{epochs}ep": ([], epochs),
+            f"step-{epochs}ep": (["baseline-step.yaml"], epochs),
+            f"step-{2 * epochs}ep": (["baseline-step.yaml"], 2 * epochs),
+        }
+        folders, parts = [], []
+        for label, (extra, budget) in variants.items():
+            if self.out_of_time():
+                parts.append(f"{label}: skipped, out of time")
+                continue
+            cfg = self.config("default.yaml", **{"train.epochs": budget})
+            if extra:  # the step baseline's milestones at 50% and 75% of its budget
+                step = {"schedule.milestones": [budget / 2, budget * 3 / 4]}
+                cfg = config_lib.load([CONFIGS / name for name in extra], step, base=cfg)
+            result = sweeps.sweep(
+                cfg,
+                seeds=self.seeds(3),
+                out=self.scratch / "sweeps",
+                name=label,
+                target=0.94,
+                executor=executors.Local(self.deadline),
+                log=lambda line, label=label: print(f"  superconvergence/{label}: {line}"),
+            )
+            for name in (sweeps.RESULTS_FILE, sweeps.SUMMARY_FILE):
+                self.keep_text(
+                    f"superconvergence/{label}", name, (result.folder / name).read_text()
+                )
+            (cell,) = result.stats
+            if cell.mean is not None:
+                folders.append(result.folder)
+                spread = f" +- {100 * cell.std:.2f}" if cell.std is not None else ""
+                parts.append(f"{label}: {100 * cell.mean:.2f}{spread}% (n={cell.runs})")
+        if folders:
+            png = self.packed / "superconvergence" / "compare.png"
+            comparison.compare(folders, png=png)
+        return "; ".join(parts)
+
     def profile(self) -> str:
         cfg = self.config("default.yaml")
         steps = (2, 3) if self.tiny else (30, 20)
@@ -225,6 +267,7 @@ def main() -> None:
         "lrmin": phases.lrmin,
         "speedrun": phases.speedrun,
         "profile": phases.profile,
+        "superconvergence": phases.superconvergence,
     }
     wanted = [p.strip() for p in args.phases.split(",") if p.strip()]
     if unknown := [p for p in wanted if p not in available]:

@@ -235,7 +235,7 @@ def test_training_drops_the_short_last_batch_by_default() -> None:
 
 def test_the_gpu_script_tiny_mode_writes_one_tarball(image_folder: Path, tmp_path: Path) -> None:
     results = tmp_path / "out"
-    phases = "smoke,default,lrmin,speedrun,profile"
+    phases = "smoke,default,lrmin,speedrun,profile,superconvergence"
     command = [sys.executable, str(REPO / "scripts" / "gpu_run.py"), "--phases", phases]
     command += ["--data", str(image_folder), "--results", str(results), "--tiny"]
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
@@ -248,6 +248,9 @@ def test_the_gpu_script_tiny_mode_writes_one_tarball(image_folder: Path, tmp_pat
         names = set(tar.getnames())
         bench = json.load(tar.extractfile("gpu-results/default/bench.json"))  # type: ignore[arg-type]
     assert "gpu-results/hardware.txt" in names and "gpu-results/profile/profile.txt" in names
+    assert "gpu-results/superconvergence/compare.png" in names
+    for variant in ("1cycle-2ep", "step-2ep", "step-4ep"):
+        assert f"gpu-results/superconvergence/{variant}/results.csv" in names, variant
     for phase in ("default", "speedrun", "lrmin/lr_max-10", "lrmin/lr_max-100", "lrmin/find-lr"):
         assert f"gpu-results/{phase}/bench.json" in names, phase
     assert [run["seed"] for run in bench["runs"]] == [0, 1]
