@@ -225,7 +225,8 @@ def _train_epoch(
     setup.forward.train()
     start = time.perf_counter()
     description = f"epoch {epoch}/{setup.cfg.train.epochs}"
-    with engine.progress_bar(len(loader), description, progress, loader.position) as bar:
+    done = loader.position if loader.mid_epoch else 0  # a resumed epoch starts part-way
+    with engine.progress_bar(len(loader), description, progress, done) as bar:
         for x, y in loader:
             scheduler.step()
             loss, hits = setup.train_step(x, y)

@@ -8,6 +8,7 @@ import shutil
 import signal
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -223,6 +224,39 @@ def test_resume_across_device_types_continues_with_a_note(reference: dict, tmp_p
     assert len(runs.read_metrics(run)) == 3 and summary["test_accuracy"] > 0
     api.train(resume=twin, log=lambda _: None)  # the derived stream is reproducible
     assert comparable(runs.read_metrics(twin)) == comparable(runs.read_metrics(run))
+
+
+def test_each_epochs_bar_starts_at_its_own_position(
+    reference: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Epoch bars start at 0 (not at the previous epoch's end), and a resumed epoch's bar at the
+    step it resumes from; every bar ends full."""
+    bars: list[list[int]] = []  # [total, initial, updates]
+    opened = engine.progress_bar
+
+    def recording(total: int, description: str, enabled: bool, initial: int = 0) -> Any:
+        bar = opened(total, description, enabled, initial)
+        bars.append([total, initial, 0])
+        original = bar.update
+
+        def update(n: int = 1) -> Any:
+            bars[-1][2] += n
+            return original(n)
+
+        bar.update = update
+        return bar
+
+    monkeypatch.setattr(engine, "progress_bar", recording)
+    cfg = config_lib.load([], {"out": str(tmp_path)}, base=reference["cfg"])
+    run = new_run(cfg)
+    with pytest.MonkeyPatch.context() as patch:
+        SignalOnStep(patch, 7, signal.SIGINT)  # step 7 of 15: inside epoch 2
+        with pytest.raises(Interrupted):
+            fit(cfg, run, progress=True)
+    fit(cfg, run, progress=True)
+    total = bars[0][0]
+    assert total == 5
+    assert bars == [[5, 0, 5], [5, 0, 2], [5, 2, 3], [5, 0, 5]]
 
 
 def test_run_directories_are_never_reused(tmp_path: Path) -> None:
