@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from . import api, executors, processes
+from . import api, executors, processes, sweep_results, sweep_spec
 from . import comparison as compare_lib
 from . import config as config_lib
 from . import sweeps as sweep_lib
@@ -472,7 +472,7 @@ def sweep(
     """
     with _reported(debug):
         overrides = _overrides(set_, epochs=epochs, device=device, data_dir=data_dir)
-        grids = dict(sweep_lib.parse_grid(g) for g in grid or [])
+        grids = dict(sweep_spec.parse_grid(g) for g in grid or [])
         if executor == "ray":
             if devices is not None:
                 raise UsageError("--devices is for --executor local; Ray places runs itself")
@@ -489,7 +489,7 @@ def sweep(
             config,
             overrides=overrides,
             grid=grids,
-            seeds=sweep_lib.parse_seeds(seeds),
+            seeds=sweep_spec.parse_seeds(seeds),
             name=name,
             out=out,
             executor=chosen,
@@ -498,17 +498,21 @@ def sweep(
             log=_log,
         )
         table = Table(title=f"sweep {result.folder.name}: final test accuracy per cell")
-        for column in sweep_lib.table_header(result.spec.keys, target, short=True):
+        for column in sweep_results.table_header(result.spec.keys, target, short=True):
             table.add_column(column)
-        for row in sweep_lib.table_rows(result.stats, target):
+        for row in sweep_results.table_rows(result.stats, target):
             table.add_row(*row)
         out_console.print(table)
         folder = result.folder
-        _log(f"written: {folder / sweep_lib.RESULTS_FILE}, {folder / sweep_lib.SUMMARY_FILE}")
+        _log(
+            f"written: {folder / sweep_results.RESULTS_FILE}, {folder / sweep_results.SUMMARY_FILE}"
+        )
         _log("plots: " + ", ".join(str(p) for p in result.plots))
         unfinished = [r for r in result.rows if r["status"] != "finished"]
         if unfinished:
-            _log(f"{len(unfinished)} run(s) not finished: see {folder / sweep_lib.RESULTS_FILE}")
+            _log(
+                f"{len(unfinished)} run(s) not finished: see {folder / sweep_results.RESULTS_FILE}"
+            )
 
 
 @app.command()

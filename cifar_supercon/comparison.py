@@ -14,8 +14,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from . import curves, plots, runs
-from . import sweeps as sweep_lib
+from . import curves, plots, runs, sweep_spec
 from .errors import UsageError
 
 
@@ -40,11 +39,13 @@ class Comparison:
 
 def entries_of(path: Path) -> list[Entry]:
     """A run folder -> one entry; a sweep folder -> one per cell with finished runs."""
-    if (path / sweep_lib.SPEC_FILE).is_file():
-        spec = sweep_lib.read_spec(path)
+    if (path / sweep_spec.SPEC_FILE).is_file():
+        spec = sweep_spec.read_spec(path)
         found = []
         for cell in spec.cells():
-            folders = [path / sweep_lib.RUNS_DIR / sweep_lib.run_name(cell, s) for s in spec.seeds]
+            folders = [
+                path / sweep_spec.RUNS_DIR / sweep_spec.run_name(cell, s) for s in spec.seeds
+            ]
             finished = [f for f in folders if (f / runs.SUMMARY_FILE).is_file()]
             if finished:
                 cell_label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in cell)

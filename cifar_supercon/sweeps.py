@@ -9,141 +9,45 @@
 
 The run folders are the truth: results.csv and summary.md are rebuilt from them after every run,
 so running the same command again skips finished runs, resumes interrupted ones through train's
-own resume, and leaves failed ones failed (`retry_failed` runs them again).
+own resume, and leaves failed ones failed (`retry_failed` runs them again). This module runs the
+runs; sweep_spec.py says what a sweep is, sweep_results.py what its folder adds up to.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import itertools
-import json
 import os
 import socket
-import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from . import api, curves, executors, plots, runs
+from . import api, executors, runs
 from . import config as config_lib
 from .config import Config
 from .errors import ConfigError, Interrupted, SuperconError, UsageError
-
-Log = Callable[[str], None]
-SPEC_FILE = "sweep.yaml"
-RESULTS_FILE = "results.csv"
-SUMMARY_FILE = "summary.md"
-RUNS_DIR = "runs"
-PLOTS_DIR = "plots"
-LOGS_DIR = "logs"  # one log per run: what train reported
-FAILED_FILE = "failed.txt"  # in a run folder: the one-line reason it failed
-# Where the data is and which device runs it: not part of what a sweep measures.
-PLACE_KEYS = ("data.root", "train.device")
-RESULT_COLUMNS = (
-    "status",
-    "test_accuracy",
-    "best_test_accuracy",
-    "epoch_reached_target",
-    "train_seconds",
-    "reason",
+from .sweep_results import (
+    CellStats,
+    cell_statistics,
+    read_rows,
+    write_plots,
+    write_results,
+    write_summary,
+)
+from .sweep_spec import (
+    FAILED_FILE,
+    LOGS_DIR,
+    RUNS_DIR,
+    SPEC_FILE,
+    Spec,
+    make_spec,
+    open_folder,
+    run_name,
 )
 
-
-# --------------------------------------------------------------------------------------------
-# The spec: grid values parsed from the command line, expanded into runs.
+Log = Callable[[str], None]
 
 
-def parse_grid(text: str) -> tuple[str, list[Any]]:
-    """`schedule.lr_max=0.2,0.4,0.8` -> ("schedule.lr_max", [0.2, 0.4, 0.8]); each value is
-    read as YAML (numbers, true/false, names)."""
-    key, sep, values = text.partition("=")
-    key = key.strip()
-    items = [v.strip() for v in values.split(",") if v.strip()]
-    if not sep or not items:
-        raise ConfigError(
-            [f"--grid {text!r}: expected KEY=V1,V2,..., e.g. --grid schedule.lr_max=0.2,0.4,0.8"]
-        )
-    config_lib.check_key(key, f"--grid {key}")
-    if key == "seed" or key in PLACE_KEYS:
-        raise ConfigError([f"--grid {key}: not a grid key (use --seeds for seeds)"])
-    parsed = [config_lib.parse_set(f"{key}={item}").value for item in items]
-    if len(set(map(repr, parsed))) != len(parsed):
-        raise ConfigError([f"--grid {text!r}: a value is listed twice"])
-    return key, parsed
-
-
-def parse_seeds(text: str) -> list[int]:
-    """`0-4`, `0,1,2` or `0-2,7` -> sorted distinct seeds."""
-    seeds: set[int] = set()
-    try:
-        for part in (p.strip() for p in text.split(",") if p.strip()):
-            first, _, last = part.partition("-")
-            low, high = int(first), int(last or first)
-            if low < 0 or high < low:
-                raise ValueError
-            seeds.update(range(low, high + 1))
-    except ValueError:
-        seeds.clear()
-    if not seeds:
-        raise UsageError(f"--seeds {text!r}: expected seeds like 0-4, 0,1,2 or 0-2,7 (>= 0)")
-    return sorted(seeds)
-
-
-@dataclass(frozen=True)
-class Spec:
-    """What a sweep measures: the base config (without where data and device are), the grid
-    and the seeds. Two invocations with the same spec are the same sweep."""
-
-    config: dict[str, Any]
-    grid: dict[str, list[Any]]
-    seeds: list[int]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"config": self.config, "grid": self.grid, "seeds": self.seeds}
-
-    def digest(self) -> str:
-        text = json.dumps(self.as_dict(), sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:8]
-
-    @property
-    def keys(self) -> list[str]:
-        return list(self.grid)
-
-    def cells(self) -> list[tuple[tuple[str, Any], ...]]:
-        """The cartesian product of the grid, in the order the values were given."""
-        return [
-            tuple(zip(self.keys, values, strict=True))
-            for values in itertools.product(*self.grid.values())
-        ]
-
-
-def make_spec(base: Config, grid: Mapping[str, Sequence[Any]], seeds: Sequence[int]) -> Spec:
-    plain = config_lib.to_dict(base)
-    for key in (*PLACE_KEYS, "out", "name", "seed"):
-        _drop(plain, key)
-    return Spec(plain, {k: list(v) for k, v in grid.items()}, sorted(set(seeds)))
-
-
-def _drop(tree: dict[str, Any], dotted: str) -> None:
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        tree = tree[part]
-    tree.pop(leaf, None)
-
-
-def run_name(cell: Sequence[tuple[str, Any]], seed: int) -> str:
-    """`lr_max=0.4-weight_decay=0.0005-seed0`: the last part of each key, then the seed."""
-    parts = [f"{key.rsplit('.', 1)[-1]}={value}" for key, value in cell]
-    name = "-".join([*parts, f"seed{seed}"])
-    return "".join(c if c.isalnum() or c in "._=-" else "_" for c in name)
-
-
-# --------------------------------------------------------------------------------------------
 # One run, as a worker executes it (any process, any machine: plain values in and out).
 
 
@@ -229,49 +133,6 @@ def _record_failure(run: Path, reason: str, log: Log) -> None:
     runs.write_text(run / FAILED_FILE, reason + "\n")
 
 
-# --------------------------------------------------------------------------------------------
-# The sweep's folder: its spec, and the rows and statistics rebuilt from its run folders.
-
-
-def open_folder(folder: Path, spec: Spec) -> None:
-    """Create the folder with its sweep.yaml, or check that an existing one holds this spec."""
-    spec_path = folder / SPEC_FILE
-    if spec_path.is_file():
-        saved = read_spec(folder)
-        if saved != spec:
-            raise UsageError(
-                f"{folder}: holds another sweep ({'; '.join(_differences(saved, spec))}); "
-                "give a new --name, or the same options as before to continue it"
-            )
-        return
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise UsageError(f"{folder}: exists and is not a sweep folder (no {SPEC_FILE})")
-    folder.mkdir(parents=True, exist_ok=True)
-    runs.write_text(spec_path, yaml.safe_dump(spec.as_dict(), sort_keys=False))
-
-
-def read_spec(folder: Path) -> Spec:
-    try:
-        data = yaml.safe_load((folder / SPEC_FILE).read_text(encoding="utf-8"))
-        return Spec(data["config"], data["grid"], data["seeds"])
-    except (OSError, yaml.YAMLError, TypeError, KeyError) as e:
-        raise UsageError(f"{folder / SPEC_FILE}: not a sweep spec ({type(e).__name__})") from None
-
-
-def _differences(saved: Spec, wanted: Spec) -> list[str]:
-    found = []
-    if saved.grid != wanted.grid:
-        found.append(f"grid {saved.grid} there, {wanted.grid} now")
-    if saved.seeds != wanted.seeds:
-        found.append(f"seeds {saved.seeds} there, {wanted.seeds} now")
-    before = dict(config_lib.flatten(saved.config))
-    after = dict(config_lib.flatten(wanted.config))
-    for key in sorted(set(before) | set(after)):
-        if before.get(key) != after.get(key):
-            found.append(f"{key} {before.get(key)!r} there, {after.get(key)!r} now")
-    return found[:4] + ([f"{len(found) - 4} more"] if len(found) > 4 else [])
-
-
 def tasks_of(folder: Path, spec: Spec, place: Mapping[str, Any], retry_failed: bool) -> list[Task]:
     return [
         Task(
@@ -285,173 +146,6 @@ def tasks_of(folder: Path, spec: Spec, place: Mapping[str, Any], retry_failed: b
         for cell in spec.cells()
         for seed in spec.seeds
     ]
-
-
-def read_rows(folder: Path, spec: Spec, target: float) -> list[dict[str, Any]]:
-    """One row per run of the spec, from its folder: finished, failed, interrupted or pending."""
-    rows = []
-    for cell in spec.cells():
-        for seed in spec.seeds:
-            name = run_name(cell, seed)
-            run = folder / RUNS_DIR / name
-            row: dict[str, Any] = {"run": name, **dict(cell), "seed": seed}
-            row.update(dict.fromkeys(RESULT_COLUMNS, ""))
-            if (run / runs.SUMMARY_FILE).is_file():
-                summary = json.loads((run / runs.SUMMARY_FILE).read_text(encoding="utf-8"))
-                reached = [
-                    int(r["epoch"])
-                    for r in runs.read_metrics(run)
-                    if r["test_acc"] and float(r["test_acc"]) >= target
-                ]
-                row.update(
-                    status="finished",
-                    test_accuracy=summary["test_accuracy"],
-                    best_test_accuracy=summary["best_test_accuracy"],
-                    epoch_reached_target=reached[0] if reached else "",
-                    train_seconds=summary["train_seconds"],
-                )
-            elif (run / FAILED_FILE).is_file():
-                reason = (run / FAILED_FILE).read_text(encoding="utf-8").strip()
-                row.update(status="failed", reason=reason)
-            else:
-                row["status"] = "interrupted" if (run / runs.CONFIG_FILE).is_file() else "pending"
-            rows.append(row)
-    return rows
-
-
-@dataclass(frozen=True)
-class CellStats:
-    """Final test accuracy of one grid cell over its finished runs (fractions)."""
-
-    cell: tuple[tuple[str, Any], ...]
-    runs: int
-    failed: int
-    mean: float | None
-    std: float | None  # sample standard deviation; None below 2 runs
-    min: float | None
-    median: float | None
-    max: float | None
-    share_at_target: float | None
-    median_train_seconds: float | None
-
-
-def cell_statistics(
-    rows: Sequence[Mapping[str, Any]], keys: Sequence[str], target: float
-) -> list[CellStats]:
-    cells: dict[tuple[tuple[str, Any], ...], list[Mapping[str, Any]]] = {}
-    for row in rows:
-        cells.setdefault(tuple((k, row[k]) for k in keys), []).append(row)
-    stats = []
-    for cell, members in cells.items():
-        done = [r for r in members if r["status"] == "finished"]
-        acc = [float(r["test_accuracy"]) for r in done]
-        seconds = [float(r["train_seconds"]) for r in done]
-        stats.append(
-            CellStats(
-                cell=cell,
-                runs=len(done),
-                failed=sum(r["status"] == "failed" for r in members),
-                mean=statistics.fmean(acc) if acc else None,
-                std=statistics.stdev(acc) if len(acc) > 1 else None,
-                min=min(acc, default=None),
-                median=statistics.median(acc) if acc else None,
-                max=max(acc, default=None),
-                share_at_target=sum(a >= target for a in acc) / len(acc) if acc else None,
-                median_train_seconds=statistics.median(seconds) if seconds else None,
-            )
-        )
-    return stats
-
-
-def write_results(folder: Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    runs.write_text(folder / RESULTS_FILE, buffer.getvalue())
-
-
-def table_rows(stats: Sequence[CellStats], target: float) -> list[list[str]]:
-    """The per-cell table as strings (summary.md and the terminal print the same)."""
-
-    def pct(value: float | None) -> str:
-        return "-" if value is None else f"{100 * value:.2f}"
-
-    lines = []
-    for s in stats:
-        spread = f" +- {pct(s.std)}" if s.std is not None else ""
-        lines.append(
-            [
-                *(str(v) for _, v in s.cell),
-                f"{s.runs}" + (f" ({s.failed} failed)" if s.failed else ""),
-                pct(s.mean) + spread,
-                pct(s.min),
-                pct(s.median),
-                pct(s.max),
-                "-" if s.share_at_target is None else f"{100 * s.share_at_target:.0f}%",
-                "-" if s.median_train_seconds is None else f"{s.median_train_seconds:.1f}",
-            ]
-        )
-    return lines
-
-
-def table_header(keys: Sequence[str], target: float, short: bool = False) -> list[str]:
-    """Column names; `short` names grid keys by their last part (schedule.lr_max -> lr_max)."""
-    return [
-        *(key.rsplit(".", 1)[-1] if short else key for key in keys),
-        "n",
-        "mean +- std (%)",
-        "min",
-        "median",
-        "max",
-        f">= {100 * target:g}%",
-        "train s (median)",
-    ]
-
-
-def write_summary(folder: Path, spec: Spec, stats: Sequence[CellStats], target: float) -> None:
-    header = table_header(spec.keys, target)
-    lines = [
-        f"# Sweep {folder.name}",
-        "",
-        f"Final test accuracy per grid cell over seeds {spec.seeds} (spec: {SPEC_FILE}; "
-        f"one row per run: {RESULTS_FILE}). n counts finished runs.",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(row) + " |" for row in table_rows(stats, target)),
-    ]
-    runs.write_text(folder / SUMMARY_FILE, "\n".join(lines) + "\n")
-
-
-def write_plots(folder: Path, spec: Spec, stats: Sequence[CellStats]) -> list[Path]:
-    """plots/accuracy_vs_<key>.png per grid key and plots/curves.png (one curve per cell)."""
-    written = []
-    for key in spec.keys:
-        others = [k for k in spec.keys if k != key]
-        lines: dict[str, list[tuple[float, float | None] | None]] = {}
-        for s in stats:
-            values = dict(s.cell)
-            label = ", ".join(f"{k.rsplit('.', 1)[-1]}={values[k]}" for k in others)
-            points = lines.setdefault(label, [None] * len(spec.grid[key]))
-            if s.mean is not None:
-                points[spec.grid[key].index(values[key])] = (s.mean, s.std)
-        figure = plots.grid_figure(spec.grid[key], lines, key)
-        written.append(plots.save(figure, folder / PLOTS_DIR / f"accuracy_vs_{key}.png"))
-    cell_curves = []
-    for cell in spec.cells():
-        finished = [
-            folder / RUNS_DIR / run_name(cell, seed)
-            for seed in spec.seeds
-            if (folder / RUNS_DIR / run_name(cell, seed) / runs.SUMMARY_FILE).is_file()
-        ]
-        if finished:
-            label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in cell) or folder.name
-            cell_curves.append(curves.of_runs(finished, label))
-    if cell_curves:
-        figure = plots.curves_figure(cell_curves, title=f"sweep {folder.name}: per-cell mean")
-        written.append(plots.save(figure, folder / PLOTS_DIR / "curves.png"))
-    return written
 
 
 # --------------------------------------------------------------------------------------------

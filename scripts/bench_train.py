@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 import script_config  # noqa: E402
 
-from cifar_supercon import api, executors, sweeps  # noqa: E402
+from cifar_supercon import api, executors, sweep_spec, sweeps  # noqa: E402
 from cifar_supercon import config as config_lib  # noqa: E402
 from cifar_supercon.data import load_dataset  # noqa: E402
 from cifar_supercon.model import analytic_forward_flops  # noqa: E402
@@ -75,7 +75,7 @@ def bench(
         {**json.loads((run / "summary.json").read_text()), "run_dir": str(run)}
         for row in result.rows
         if row["status"] == "finished"
-        for run in [result.folder / sweeps.RUNS_DIR / row["run"]]
+        for run in [result.folder / sweep_spec.RUNS_DIR / row["run"]]
     ]
     if not results:
         return {"runs": [], "data_load_seconds": round(data_seconds, 2)}

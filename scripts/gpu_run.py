@@ -46,7 +46,7 @@ sys.path.insert(0, str(SCRIPTS))
 import bench_train  # noqa: E402
 import profile_train  # noqa: E402
 
-from cifar_supercon import api, comparison, executors, sweeps  # noqa: E402
+from cifar_supercon import api, comparison, executors, sweep_results, sweeps  # noqa: E402
 from cifar_supercon import config as config_lib  # noqa: E402
 
 CONFIGS = SCRIPTS.parent / "configs"
@@ -209,7 +209,7 @@ class Phases:
                 executor=executors.Local(self.deadline),
                 log=lambda line, label=label: print(f"  superconvergence/{label}: {line}"),
             )
-            for name in (sweeps.RESULTS_FILE, sweeps.SUMMARY_FILE):
+            for name in (sweep_results.RESULTS_FILE, sweep_results.SUMMARY_FILE):
                 self.keep_text(
                     f"superconvergence/{label}", name, (result.folder / name).read_text()
                 )

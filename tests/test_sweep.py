@@ -18,7 +18,7 @@ import pytest
 from conftest import tiny_config
 from PIL import Image
 
-from cifar_supercon import comparison, executors, runs
+from cifar_supercon import comparison, executors, runs, sweep_results, sweep_spec
 from cifar_supercon import config as config_lib
 from cifar_supercon import sweeps as sweep_lib
 from cifar_supercon.errors import ConfigError, UsageError
@@ -58,7 +58,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def runs_in(folder: Path) -> list[Path]:
-    return sorted((folder / sweep_lib.RUNS_DIR).glob("*"))
+    return sorted((folder / sweep_spec.RUNS_DIR).glob("*"))
 
 
 def in_progress(folder: Path) -> list[Path]:
@@ -71,32 +71,32 @@ def in_progress(folder: Path) -> list[Path]:
 
 
 def test_grid_and_seed_parsing() -> None:
-    assert sweep_lib.parse_grid("schedule.lr_max=0.2, 0.4,0.8") == (
+    assert sweep_spec.parse_grid("schedule.lr_max=0.2, 0.4,0.8") == (
         "schedule.lr_max",
         [0.2, 0.4, 0.8],
     )
-    assert sweep_lib.parse_grid("schedule.policy=one_cycle,multistep")[1] == [
+    assert sweep_spec.parse_grid("schedule.policy=one_cycle,multistep")[1] == [
         "one_cycle",
         "multistep",
     ]
-    assert sweep_lib.parse_seeds("0-2,7,1") == [0, 1, 2, 7]
+    assert sweep_spec.parse_seeds("0-2,7,1") == [0, 1, 2, 7]
     with pytest.raises(ConfigError, match="did you mean 'lr_max'"):
-        sweep_lib.parse_grid("schedule.lr_mx=0.1,0.2")
+        sweep_spec.parse_grid("schedule.lr_mx=0.1,0.2")
     with pytest.raises(ConfigError, match="use --seeds"):
-        sweep_lib.parse_grid("seed=1,2")
+        sweep_spec.parse_grid("seed=1,2")
     with pytest.raises(ConfigError, match="listed twice"):
-        sweep_lib.parse_grid("schedule.lr_max=0.1,0.1")
+        sweep_spec.parse_grid("schedule.lr_max=0.1,0.1")
     with pytest.raises(ConfigError, match="expected KEY=V1,V2"):
-        sweep_lib.parse_grid("schedule.lr_max")
+        sweep_spec.parse_grid("schedule.lr_max")
     for bad in ("", "3-1", "-1", "a"):
         with pytest.raises(UsageError, match="expected seeds"):
-            sweep_lib.parse_seeds(bad)
+            sweep_spec.parse_seeds(bad)
 
 
 def test_cells_are_the_cartesian_product_in_the_order_given() -> None:
-    spec = sweep_lib.Spec({}, {"a.x": [1, 2], "b.y": ["p", "q", "r"]}, [0])
+    spec = sweep_spec.Spec({}, {"a.x": [1, 2], "b.y": ["p", "q", "r"]}, [0])
     assert spec.cells() == [(("a.x", x), ("b.y", y)) for x in (1, 2) for y in ("p", "q", "r")]
-    assert sweep_lib.run_name((("schedule.lr_max", 0.4), ("optim.weight_decay", 0.0)), 3) == (
+    assert sweep_spec.run_name((("schedule.lr_max", 0.4), ("optim.weight_decay", 0.0)), 3) == (
         "lr_max=0.4-weight_decay=0.0-seed3"
     )
 
@@ -110,7 +110,7 @@ def test_cell_statistics() -> None:
         {"k": 2, "status": "finished", "test_accuracy": 0.95, "train_seconds": 5.0},
         {"k": 3, "status": "pending", "test_accuracy": "", "train_seconds": ""},
     ]
-    one, two, three = sweep_lib.cell_statistics(rows, ["k"], target=0.8)
+    one, two, three = sweep_results.cell_statistics(rows, ["k"], target=0.8)
     assert (one.runs, one.failed) == (3, 1)
     assert one.mean == pytest.approx(0.7)
     assert one.std == pytest.approx(0.2)  # sample std: sqrt((0.04 + 0 + 0.04) / 2)
@@ -138,16 +138,16 @@ def test_a_killed_sweep_completes_with_the_same_command(image_folder: Path, tmp_
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
     assert "done already" in out
-    log = (folder / sweep_lib.LOGS_DIR / f"{interrupted.name}.log").read_text()
+    log = (folder / sweep_spec.LOGS_DIR / f"{interrupted.name}.log").read_text()
     assert "resuming" in log  # train's own resume continued it
 
-    rows = read_csv(folder / sweep_lib.RESULTS_FILE)
+    rows = read_csv(folder / sweep_results.RESULTS_FILE)
     assert len(rows) == 12
     assert {r["status"] for r in rows} == {"finished"}
     assert {(r["schedule.lr_max"], r["optim.weight_decay"], r["seed"]) for r in rows} == {
         (lr, wd, seed) for lr in ("0.1", "0.2") for wd in ("0.0", "0.0005") for seed in "012"
     }
-    summary = (folder / sweep_lib.SUMMARY_FILE).read_text()
+    summary = (folder / sweep_results.SUMMARY_FILE).read_text()
     for lr in ("0.1", "0.2"):
         for wd in ("0.0", "0.0005"):
             accuracies = []
@@ -174,7 +174,7 @@ def test_failed_runs_are_recorded_and_the_sweep_goes_on(image_folder: Path, tmp_
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
     (folder,) = (tmp_path / "sw").iterdir()
-    rows = {r["schedule.lr_max"]: r for r in read_csv(folder / sweep_lib.RESULTS_FILE)}
+    rows = {r["schedule.lr_max"]: r for r in read_csv(folder / sweep_results.RESULTS_FILE)}
     assert rows["0.1"]["status"] == "finished"
     assert rows["1000000000.0"]["status"] == "failed"
     assert "training loss became nan" in rows["1000000000.0"]["reason"]
@@ -224,7 +224,7 @@ def local_reference(config: Path, tmp_path: Path) -> list[dict[str, str]]:
         out=tmp_path / "local",
         log=lambda _: None,
     )
-    return read_csv(result.folder / sweep_lib.RESULTS_FILE)
+    return read_csv(result.folder / sweep_results.RESULTS_FILE)
 
 
 def comparable(rows: list[dict[str, str]]) -> list[tuple]:

@@ -1,0 +1,151 @@
+"""What a sweep is: its spec (base config, grid, seeds), how its runs are named, and the folder
+that holds one spec (`supercon sweep`; see sweeps.py for the runs and sweep_results.py for what
+they add up to)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import config as config_lib
+from . import runs
+from .config import Config
+from .errors import ConfigError, UsageError
+
+SPEC_FILE = "sweep.yaml"
+RUNS_DIR = "runs"
+LOGS_DIR = "logs"  # one log per run: what train reported
+FAILED_FILE = "failed.txt"  # in a run folder: the one-line reason it failed
+# Where the data is and which device runs it: not part of what a sweep measures.
+PLACE_KEYS = ("data.root", "train.device")
+
+
+def parse_grid(text: str) -> tuple[str, list[Any]]:
+    """`schedule.lr_max=0.2,0.4,0.8` -> ("schedule.lr_max", [0.2, 0.4, 0.8]); each value is
+    read as YAML (numbers, true/false, names)."""
+    key, sep, values = text.partition("=")
+    key = key.strip()
+    items = [v.strip() for v in values.split(",") if v.strip()]
+    if not sep or not items:
+        raise ConfigError(
+            [f"--grid {text!r}: expected KEY=V1,V2,..., e.g. --grid schedule.lr_max=0.2,0.4,0.8"]
+        )
+    config_lib.check_key(key, f"--grid {key}")
+    if key == "seed" or key in PLACE_KEYS:
+        raise ConfigError([f"--grid {key}: not a grid key (use --seeds for seeds)"])
+    parsed = [config_lib.parse_set(f"{key}={item}").value for item in items]
+    if len(set(map(repr, parsed))) != len(parsed):
+        raise ConfigError([f"--grid {text!r}: a value is listed twice"])
+    return key, parsed
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`0-4`, `0,1,2` or `0-2,7` -> sorted distinct seeds."""
+    seeds: set[int] = set()
+    try:
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            first, _, last = part.partition("-")
+            low, high = int(first), int(last or first)
+            if low < 0 or high < low:
+                raise ValueError
+            seeds.update(range(low, high + 1))
+    except ValueError:
+        seeds.clear()
+    if not seeds:
+        raise UsageError(f"--seeds {text!r}: expected seeds like 0-4, 0,1,2 or 0-2,7 (>= 0)")
+    return sorted(seeds)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a sweep measures: the base config (without where data and device are), the grid
+    and the seeds. Two invocations with the same spec are the same sweep."""
+
+    config: dict[str, Any]
+    grid: dict[str, list[Any]]
+    seeds: list[int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"config": self.config, "grid": self.grid, "seeds": self.seeds}
+
+    def digest(self) -> str:
+        text = json.dumps(self.as_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.grid)
+
+    def cells(self) -> list[tuple[tuple[str, Any], ...]]:
+        """The cartesian product of the grid, in the order the values were given."""
+        return [
+            tuple(zip(self.keys, values, strict=True))
+            for values in itertools.product(*self.grid.values())
+        ]
+
+
+def make_spec(base: Config, grid: Mapping[str, Sequence[Any]], seeds: Sequence[int]) -> Spec:
+    plain = config_lib.to_dict(base)
+    for key in (*PLACE_KEYS, "out", "name", "seed"):
+        _drop(plain, key)
+    return Spec(plain, {k: list(v) for k, v in grid.items()}, sorted(set(seeds)))
+
+
+def _drop(tree: dict[str, Any], dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        tree = tree[part]
+    tree.pop(leaf, None)
+
+
+def run_name(cell: Sequence[tuple[str, Any]], seed: int) -> str:
+    """`lr_max=0.4-weight_decay=0.0005-seed0`: the last part of each key, then the seed."""
+    parts = [f"{key.rsplit('.', 1)[-1]}={value}" for key, value in cell]
+    name = "-".join([*parts, f"seed{seed}"])
+    return "".join(c if c.isalnum() or c in "._=-" else "_" for c in name)
+
+
+def open_folder(folder: Path, spec: Spec) -> None:
+    """Create the folder with its sweep.yaml, or check that an existing one holds this spec."""
+    spec_path = folder / SPEC_FILE
+    if spec_path.is_file():
+        saved = read_spec(folder)
+        if saved != spec:
+            raise UsageError(
+                f"{folder}: holds another sweep ({'; '.join(_differences(saved, spec))}); "
+                "give a new --name, or the same options as before to continue it"
+            )
+        return
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise UsageError(f"{folder}: exists and is not a sweep folder (no {SPEC_FILE})")
+    folder.mkdir(parents=True, exist_ok=True)
+    runs.write_text(spec_path, yaml.safe_dump(spec.as_dict(), sort_keys=False))
+
+
+def read_spec(folder: Path) -> Spec:
+    try:
+        data = yaml.safe_load((folder / SPEC_FILE).read_text(encoding="utf-8"))
+        return Spec(data["config"], data["grid"], data["seeds"])
+    except (OSError, yaml.YAMLError, TypeError, KeyError) as e:
+        raise UsageError(f"{folder / SPEC_FILE}: not a sweep spec ({type(e).__name__})") from None
+
+
+def _differences(saved: Spec, wanted: Spec) -> list[str]:
+    found = []
+    if saved.grid != wanted.grid:
+        found.append(f"grid {saved.grid} there, {wanted.grid} now")
+    if saved.seeds != wanted.seeds:
+        found.append(f"seeds {saved.seeds} there, {wanted.seeds} now")
+    before = dict(config_lib.flatten(saved.config))
+    after = dict(config_lib.flatten(wanted.config))
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) != after.get(key):
+            found.append(f"{key} {before.get(key)!r} there, {after.get(key)!r} now")
+    return found[:4] + ([f"{len(found) - 4} more"] if len(found) > 4 else [])
