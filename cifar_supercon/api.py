@@ -99,7 +99,7 @@ def find_lr(
     setup = engine.build(cfg, log)
     run = runs.create(cfg.out, f"{cfg.name}-find-lr")
     runs.write_config(run, cfg)
-    report = lr_finder.find_in_setup(setup, progress)
+    report = lr_finder.find_in_setup(setup, progress, log)
     files = lr_finder.write_outputs(report, cfg, run, tested=run / runs.CONFIG_FILE)
     return FindLrResult(report, run, files)
 

@@ -52,20 +52,6 @@ def restored(*objects: Stateful) -> Iterator[None]:
             torch.cuda.set_rng_state_all(cuda_rng)
 
 
-def progress_bar(total: int, description: str, enabled: bool, initial: int = 0) -> Any:
-    """A tqdm bar on stderr (a widget in notebooks); hidden when disabled or not a terminal."""
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total,
-        initial=initial,
-        desc=description,
-        leave=False,
-        disable=None if enabled else True,
-        dynamic_ncols=True,
-    )
-
-
 def cpu_model() -> str:
     """The processor's marketing name (Linux), else what the platform module knows."""
     try:

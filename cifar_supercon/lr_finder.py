@@ -23,12 +23,16 @@ import yaml
 from . import plots, runs
 from . import suggest as suggest_lib
 from .config import Config
-from .engine import Setup, progress_bar, restored, set_weight_decay
+from .engine import Setup, restored, set_weight_decay
 from .errors import SuperconError
+from .progress import Heartbeat, progress_bar
 from .schedule import LrMomentum, set_lr_momentum
 from .suggest import Suggestion
 
 METHODS = suggest_lib.METHODS
+
+
+Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,7 @@ def read_curves(
     return suggestions, choices
 
 
-def _sweep_setup(setup: Setup, weight_decay: float, progress: bool) -> Curve:
+def _sweep_setup(setup: Setup, weight_decay: float, progress: bool, log: Log) -> Curve:
     """One range test from the setup's current state, which is restored afterwards."""
     cfg = setup.cfg.finder
     momentum = cfg.momentum if cfg.momentum is not None else setup.cfg.schedule.momentum_max
@@ -145,10 +149,18 @@ def _sweep_setup(setup: Setup, weight_decay: float, progress: bool) -> Curve:
         return loss.item()  # the sweep needs every loss: one sync per step
 
     stateful = (setup.model, setup.optimizer, loader, setup.train_step.scaler)
-    bar = progress_bar(len(lrs), f"range test, weight decay {weight_decay:g}", progress)
+    what = f"range test, weight decay {weight_decay:g}"
+    bar = progress_bar(len(lrs), what, progress)
+    heartbeat = Heartbeat(log, enabled=bar.disable)
+    done = itertools.count(1)
+
+    def step_done() -> None:
+        bar.update()
+        heartbeat.beat(next(done), len(lrs), lambda: what)
+
     with restored(*stateful), bar:
         set_weight_decay(setup.optimizer, weight_decay)
-        curve = range_test(train_once, lrs, cfg.smoothing, cfg.diverge, bar.update)
+        curve = range_test(train_once, lrs, cfg.smoothing, cfg.diverge, step_done)
     return dataclasses.replace(curve, weight_decay=weight_decay)
 
 
@@ -158,11 +170,11 @@ def flat_steps(smoothing: float) -> int:
     return max(suggest_lib.MIN_POINTS, round(1 / (1 - smoothing)))
 
 
-def find_in_setup(setup: Setup, progress: bool = False) -> FinderReport:
+def find_in_setup(setup: Setup, progress: bool = False, log: Log = lambda _: None) -> FinderReport:
     """Range tests under the setup's exact training conditions; leaves the setup untouched."""
     cfg = setup.cfg.finder
     decays = list(cfg.weight_decays or [setup.cfg.optim.weight_decay])
-    curves = [_sweep_setup(setup, wd, progress) for wd in decays]
+    curves = [_sweep_setup(setup, wd, progress, log) for wd in decays]
     suggestions, choices = read_curves(
         curves, cfg.tolerance, cfg.div_factor, flat_steps(cfg.smoothing)
     )

@@ -27,6 +27,7 @@ import torchvision
 
 from . import config as config_lib
 from . import engine, lr_finder, plots, runs
+from . import progress as progress_lib
 from . import schedule as schedule_lib
 from .config import Config
 from .engine import Setup
@@ -147,7 +148,7 @@ def fit(
     final_eval = None
     with StopSignal() as stop:
         for epoch in range(state.epochs_done + 1, cfg.train.epochs + 1):
-            sums = _train_epoch(setup, scheduler, state.partial, epoch, stop, progress)
+            sums = _train_epoch(setup, scheduler, state.partial, epoch, stop, progress, log)
             if stop.received and setup.train_loader.mid_epoch:
                 if math.isfinite(sums.loss_sum):  # never checkpoint a diverged state
                     state.partial = sums
@@ -191,7 +192,7 @@ def _resolve_auto_lr(setup: Setup, run: Path, log: Log, progress: bool) -> Confi
     """`--lr-max auto`: the range test on this very setup (state restored), then its suggestion;
     with finder.weight_decays listed, the weight decay it chose too."""
     log("lr_max is 'auto': running the LR range test first")
-    report = lr_finder.find_in_setup(setup, progress)
+    report = lr_finder.find_in_setup(setup, progress, log)
     lr_finder.write_outputs(report, setup.cfg, run / "lr_finder", tested=run / runs.CONFIG_FILE)
     s = setup.cfg.schedule
     lr_max = report.lr_max if s.lr_max == config_lib.AUTO else s.lr_max
@@ -216,6 +217,7 @@ def _train_epoch(
     epoch: int,
     stop: StopSignal,
     progress: bool,
+    log: Log,
 ) -> EpochSums:
     """Run the rest of this epoch's steps (all of them unless resumed mid-epoch)."""
     loader, device = setup.train_loader, setup.device
@@ -226,7 +228,13 @@ def _train_epoch(
     start = time.perf_counter()
     description = f"epoch {epoch}/{setup.cfg.train.epochs}"
     done = loader.position if loader.mid_epoch else 0  # a resumed epoch starts part-way
-    with engine.progress_bar(len(loader), description, progress, done) as bar:
+    with progress_lib.progress_bar(len(loader), description, progress, done) as bar:
+        heartbeat = progress_lib.Heartbeat(log, enabled=bar.disable)
+
+        def where() -> str:  # only when a line is due: the loss needs a sync
+            lr = scheduler.schedule(scheduler.steps_done - 1).lr
+            return f"{description}  lr {lr:.4f}  train loss {loss_sum.item() / seen:.3f}"
+
         for x, y in loader:
             scheduler.step()
             loss, hits = setup.train_step(x, y)
@@ -234,6 +242,7 @@ def _train_epoch(
             correct += hits
             seen += len(y)
             bar.update()
+            heartbeat.beat(loader.position, len(loader), where, first=done)
             if stop.received:
                 break
     sums = EpochSums(loss_sum.item(), int(correct.item()), seen)  # the epoch's one sync
@@ -290,7 +299,10 @@ def _end_epoch(
     state.train_seconds += sums.seconds
     state.partial = EpochSums()
     runs.write_metrics(run, state.rows)
-    log(_epoch_line(row, cfg.train.epochs))
+    # What is left at this session's pace (evaluations included): the whole run's ETA.
+    per_epoch = (state.train_seconds + state.eval_seconds) / epoch
+    eta = f"  eta {progress_lib.duration(per_epoch * (cfg.train.epochs - epoch))}"
+    log(_epoch_line(row, cfg.train.epochs) + (eta if epoch < cfg.train.epochs else ""))
     return result, improved
 
 

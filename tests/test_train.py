@@ -17,6 +17,7 @@ from conftest import tiny_config
 
 from cifar_supercon import api, engine, runs
 from cifar_supercon import config as config_lib
+from cifar_supercon import progress as progress_lib
 from cifar_supercon import schedule as schedule_lib
 from cifar_supercon.errors import Interrupted, TrainingDiverged, UsageError
 from cifar_supercon.train import fit
@@ -232,7 +233,7 @@ def test_each_epochs_bar_starts_at_its_own_position(
     """Epoch bars start at 0 (not at the previous epoch's end), and a resumed epoch's bar at the
     step it resumes from; every bar ends full."""
     bars: list[list[int]] = []  # [total, initial, updates]
-    opened = engine.progress_bar
+    opened = progress_lib.progress_bar
 
     def recording(total: int, description: str, enabled: bool, initial: int = 0) -> Any:
         bar = opened(total, description, enabled, initial)
@@ -246,7 +247,7 @@ def test_each_epochs_bar_starts_at_its_own_position(
         bar.update = update
         return bar
 
-    monkeypatch.setattr(engine, "progress_bar", recording)
+    monkeypatch.setattr(progress_lib, "progress_bar", recording)
     cfg = config_lib.load([], {"out": str(tmp_path)}, base=reference["cfg"])
     run = new_run(cfg)
     with pytest.MonkeyPatch.context() as patch:
@@ -257,6 +258,46 @@ def test_each_epochs_bar_starts_at_its_own_position(
     total = bars[0][0]
     assert total == 5
     assert bars == [[5, 0, 5], [5, 0, 2], [5, 2, 3], [5, 0, 5]]
+
+
+def test_plain_progress_lines_when_no_bar_shows(
+    reference: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a bar (a log file, CI), long loops print a line at a steady pace (here: every
+    step), and each epoch line but the last carries the whole run's ETA."""
+    monkeypatch.setattr(progress_lib, "HEARTBEAT_SECONDS", 0.0)
+    lines: list[str] = []
+    cfg = config_lib.load([], {"out": str(tmp_path)}, base=reference["cfg"])
+    api.train(cfg, log=lines.append, progress=False)
+    beats = [line for line in lines if "  step " in line]
+    assert beats[0].startswith("epoch 1/3  lr ") and "train loss " in beats[0]
+    assert beats[0].endswith(")  eta " + beats[0].rsplit("eta ", 1)[1])
+    assert [b.split("  step ")[1].split(" ")[0] for b in beats[:5]] == [
+        "1/5",
+        "2/5",
+        "3/5",
+        "4/5",
+        "5/5",
+    ]
+    epochs = [line for line in lines if line.startswith("epoch ") and "  step " not in line]
+    assert len(epochs) == 3
+    assert all(" eta " in line for line in epochs[:2]) and " eta " not in epochs[2]
+    found: list[str] = []
+    api.find_lr(cfg, log=found.append)
+    assert any(
+        line.startswith("range test, weight decay ") and "  step 2/" in line for line in found
+    )
+
+
+def test_heartbeat_paces_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter([0.0, 10.0, 31.0, 40.0, 62.0])
+    monkeypatch.setattr(progress_lib.time, "perf_counter", lambda: next(clock))
+    lines: list[str] = []
+    heartbeat = progress_lib.Heartbeat(lines.append, enabled=True)  # starts at 0.0
+    for done in (1, 2, 3, 4):  # at 10, 31, 40 and 62 s
+        heartbeat.beat(done, 10, lambda: "x")
+    assert lines == ["x  step 2/10 (20%)  eta 2m04s", "x  step 4/10 (40%)  eta 1m33s"]
+    assert [progress_lib.duration(s) for s in (5, 65, 3725)] == ["5 s", "1m05s", "1h02m"]
 
 
 def test_run_directories_are_never_reused(tmp_path: Path) -> None:
