@@ -40,6 +40,11 @@ def _error(message: str) -> None:
         err_console.print(f"[bold red]error:[/] {escape(line)}")
 
 
+def _stopped(message: str) -> None:
+    """A stop the user asked for is not an error: one line, no red."""
+    err_console.print(f"[bold yellow]stopped:[/] {escape(message)}")
+
+
 class _OneLineErrors(TyperGroup):
     """Usage errors (unknown option, bad value) as one line instead of a usage box."""
 
@@ -110,7 +115,7 @@ def _reported(debug: bool) -> Iterator[None]:
         if debug:
             raise
         hint = f"; resume with: {program()} train --resume {e.resume}" if e.resume else ""
-        _error(e.reason + hint)
+        _stopped(e.reason + hint)
         raise typer.Exit(e.exit_code) from None
     except SuperconError as e:
         if debug:
@@ -118,7 +123,7 @@ def _reported(debug: bool) -> Iterator[None]:
         _error(str(e))
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:
-        _error("interrupted")
+        _stopped("interrupted (Ctrl-C or SIGTERM)")
         raise typer.Exit(130) from None
     except Exception as e:
         if debug:

@@ -122,7 +122,13 @@ def fit(
     state = Progress()
     if last_path.is_file():
         state = _restore(setup, scheduler, runs.load_checkpoint(last_path), last_path, log)
-        log(f"resuming {run} after epoch {state.epochs_done}, step {scheduler.steps_done}")
+        loader = setup.train_loader  # counted as the interrupt message counts: within the epoch
+        where = (
+            f"in epoch {state.epochs_done + 1} after step {loader.position}/{len(loader)}"
+            if loader.mid_epoch
+            else f"after epoch {state.epochs_done}"
+        )
+        log(f"resuming {run} {where}")
 
     runs.write_metrics(run, state.rows)  # drop rows of an epoch whose checkpoint never landed
     prior_wall = state.wall_seconds

@@ -10,6 +10,7 @@ import errno
 import fcntl
 import os
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -598,6 +599,11 @@ def test_sigint_saves_and_exits_130(image_folder: Path, tmp_path: Path) -> None:
     resumed = subprocess.run(shlex.split(printed), cwd=tmp_path, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr  # the hint runs as printed
     assert (run / "summary.json").is_file()
+    epoch, step, steps = re.search(r"stopped in epoch (\d+) after step (\d+)/(\d+)", err).groups()
+    where = (
+        f"after epoch {epoch}" if step == steps else f"in epoch {epoch} after step {step}/{steps}"
+    )
+    assert f"resuming {run} {where}" in resumed.stdout  # both messages count the same way
 
 
 @pytest.mark.parametrize("command", [["find-lr"], ["train", "--lr-max", "auto"]])
@@ -614,7 +620,7 @@ def test_sigterm_stops_any_command_with_one_line(
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
-    assert err.strip().splitlines() == ["error: interrupted"]
+    assert err.strip().splitlines() == ["stopped: interrupted (Ctrl-C or SIGTERM)"]
 
 
 def test_random_kills_resume_to_the_same_metrics(image_folder: Path, tmp_path: Path) -> None:
