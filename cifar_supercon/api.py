@@ -217,5 +217,5 @@ def plot_schedule(
         runs.write_text(Path(csv_path), buffer.getvalue())
     figure = plots.schedule_figure(schedule, total, per_epoch)
     if png is not None:
-        plots.save(figure, Path(png), close=False)
+        plots.save(figure, Path(png))
     return figure

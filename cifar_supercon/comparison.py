@@ -108,5 +108,5 @@ def compare(paths: Sequence[str | Path], png: str | Path | None = None) -> Compa
     entries = [entry for path in paths for entry in entries_of(Path(path))]
     figure = plots.curves_figure([e.curve for e in entries])
     if png is not None:
-        plots.save(figure, Path(png), close=False)
+        plots.save(figure, Path(png))
     return Comparison(entries, figure, Path(png) if png is not None else None)

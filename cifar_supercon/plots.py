@@ -1,6 +1,8 @@
-"""Figures, drawn with matplotlib's Agg backend and saved as PNG; nothing is shown.
+"""Figures, returned and saved as PNG; the library never shows one.
 
-Each `*_figure` function returns a Figure (notebooks display it); `save` writes and closes one.
+Each `*_figure` function builds a `matplotlib.figure.Figure` directly, outside pyplot: no backend is
+chosen or forced at import (a notebook keeps its own), no GUI is needed to save one, and pyplot's
+list of open figures never holds ours, so a notebook displays a returned figure exactly once.
 """
 
 from __future__ import annotations
@@ -9,11 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display needed, none opened
-
-import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
@@ -22,16 +20,20 @@ from .schedule import Cyclic, MultiStep, OneCycle, Schedule
 LR_COLOUR, MOMENTUM_COLOUR = "tab:blue", "tab:orange"
 
 
-def save(figure: Figure, path: Path, close: bool = True) -> Path:
-    """Write a PNG; close the figure unless the caller still shows it (notebooks)."""
+def save(figure: Figure, path: Path) -> Path:
+    """Write a PNG (Agg, whatever the session's backend)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120, bbox_inches="tight")
-    if close:
-        plt.close(figure)
     return path
 
 
-def _epoch_axis(ax: plt.Axes, steps_per_epoch: int) -> None:
+def _figure(rows: int = 1, columns: int = 1, **options: object) -> tuple[Figure, object]:
+    """A figure and its axes, as pyplot.subplots makes them, without pyplot."""
+    figure = Figure(figsize=options.pop("figsize", None))
+    return figure, figure.subplots(rows, columns, **options)
+
+
+def _epoch_axis(ax: Axes, steps_per_epoch: int) -> None:
     top = ax.secondary_xaxis(
         "top", functions=(lambda s: s / steps_per_epoch, lambda e: e * steps_per_epoch)
     )
@@ -44,7 +46,7 @@ def schedule_figure(
     """LR (left axis) and momentum (right axis) against the optimizer step, annotated."""
     steps = list(range(total_steps))
     values = [schedule(s) for s in steps]
-    figure, ax = plt.subplots(figsize=(9, 4.5))
+    figure, ax = _figure(figsize=(9, 4.5))
     ax.plot(steps, [v.lr for v in values], color=LR_COLOUR, lw=2, label="learning rate")
     ax.set_xlabel("iteration (optimizer step)")
     ax.set_ylabel("learning rate", color=LR_COLOUR)
@@ -71,7 +73,7 @@ def _describe(schedule: Schedule, steps_per_epoch: int) -> str:
     return "constant learning rate"
 
 
-def _hline(ax: plt.Axes, y: float, text: str, x: float, above: bool) -> None:
+def _hline(ax: Axes, y: float, text: str, x: float, above: bool) -> None:
     """A dotted level with its label placed at `x`, where the curve is far from that level."""
     ax.axhline(y, color="grey", lw=0.8, ls=":")
     ax.annotate(
@@ -86,7 +88,7 @@ def _hline(ax: plt.Axes, y: float, text: str, x: float, above: bool) -> None:
     )
 
 
-def _bracket(ax: plt.Axes, start: float, stop: float, y: float, text: str, tick: float) -> None:
+def _bracket(ax: Axes, start: float, stop: float, y: float, text: str, tick: float) -> None:
     """A span drawn as a bracket (plain lines, no arrows) with its label on the outer side."""
     ax.plot([start, start, stop, stop], [y + tick, y, y, y + tick], color="0.3", lw=1)
     ax.text(
@@ -100,7 +102,7 @@ def _bracket(ax: plt.Axes, start: float, stop: float, y: float, text: str, tick:
     )
 
 
-def _annotate(ax: plt.Axes, schedule: Schedule, total_steps: int) -> None:
+def _annotate(ax: Axes, schedule: Schedule, total_steps: int) -> None:
     if isinstance(schedule, OneCycle):
         peak = schedule.peak_step
         # Labels where neither curve passes: late in the descent, lr and momentum are mid-way.
@@ -134,7 +136,7 @@ def finder_figure(curves: Sequence[Mapping], chosen: int, choice: Mapping) -> Fi
     `curves[i]` has lrs, losses, smoothed and weight_decay; `chosen` indexes the curve whose
     suggestion `choice` (method, lr_max, lr_min, lr_min_from) is used.
     """
-    figure, ax = plt.subplots(figsize=(8, 4.8))
+    figure, ax = _figure(figsize=(8, 4.8))
     for i, curve in enumerate(curves):
         label = f"wd {curve['weight_decay']:g}" + (" (chosen)" if i == chosen else "")
         if len(curves) == 1:
@@ -172,7 +174,7 @@ def finder_figure(curves: Sequence[Mapping], chosen: int, choice: Mapping) -> Fi
 
 def training_figure(rows: Sequence[Mapping[str, float | None]]) -> Figure:
     """Loss and accuracy against epoch, train and test, from metrics rows."""
-    figure, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    figure, (loss_ax, acc_ax) = _figure(1, 2, figsize=(11, 4))
     epochs = [r["epoch"] for r in rows]
     tested = [r for r in rows if r["test_acc"] is not None]
     loss_ax.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train")
@@ -193,7 +195,7 @@ def training_figure(rows: Sequence[Mapping[str, float | None]]) -> Figure:
 def confusion_figure(matrix: Sequence[Sequence[int]], classes: Sequence[str]) -> Figure:
     """Counts of (true class, predicted class), rows normalised for the colour."""
     n = len(classes)
-    figure, ax = plt.subplots(figsize=(7.5, 6.5))
+    figure, ax = _figure(figsize=(7.5, 6.5))
     totals = [max(1, sum(row)) for row in matrix]
     shares = [[v / t for v in row] for row, t in zip(matrix, totals, strict=True)]
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
@@ -211,7 +213,7 @@ def confusion_figure(matrix: Sequence[Sequence[int]], classes: Sequence[str]) ->
 def curves_figure(curves: Sequence, title: str = "") -> Figure:
     """Test accuracy (mean +- std band where a curve averages runs) and lr against the epoch,
     one colour per curve (`curves.Curve`)."""
-    figure, (acc_ax, lr_ax) = plt.subplots(
+    figure, (acc_ax, lr_ax) = _figure(
         2, 1, figsize=(9, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]}
     )
     for curve in curves:
@@ -242,7 +244,7 @@ def grid_figure(
 ) -> Figure:
     """Mean test accuracy (+- std error bars) against one grid key's values; one line per
     combination of the other keys. `lines[label][i]` is (mean, std) at `values[i]`, or None."""
-    figure, ax = plt.subplots(figsize=(7, 4.5))
+    figure, ax = _figure(figsize=(7, 4.5))
     numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
     positions = list(values) if numeric else list(range(len(values)))
     for label, points in lines.items():

@@ -6,10 +6,11 @@ import csv
 import io
 import itertools
 import math
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pytest
 import torch
 from conftest import REPO
@@ -494,10 +495,22 @@ def test_build_rejects_auto(auto):
 # plot-schedule CLI ----------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+NOTEBOOK = """
+import matplotlib
+matplotlib.use("svg")  # the session's own choice, as %matplotlib inline makes one
+import matplotlib.pyplot as plt
+import cifar_supercon
+figure = cifar_supercon.plot_schedule()
+print(matplotlib.get_backend(), type(figure).__name__, plt.get_fignums())
+"""
+
+
+def test_the_package_leaves_the_backend_and_pyplot_alone() -> None:
+    """No backend forced at import, and figures outside pyplot's list: a notebook shows a
+    returned figure once, not once per open pyplot figure."""
+    done = subprocess.run([sys.executable, "-c", NOTEBOOK], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["svg", "Figure", "[]"]
 
 
 def invoke(*args: str):
