@@ -28,6 +28,7 @@ import torchvision
 from . import config as config_lib
 from . import engine, lr_finder, plots, runs
 from . import progress as progress_lib
+from . import report as report_lib
 from . import schedule as schedule_lib
 from .config import Config
 from .engine import Setup
@@ -174,7 +175,7 @@ def fit(
         )
     wall = prior_wall + time.perf_counter() - session_start
     summary = _summary(setup, state, final_eval.accuracy, wall)
-    _write_outputs(setup, schedule, state, final_eval, run)
+    _write_outputs(setup, schedule, state, final_eval, run, summary)
     runs.write_summary(run, summary)  # last: its presence marks the run finished
     return summary
 
@@ -409,6 +410,7 @@ def _summary(setup: Setup, state: Progress, accuracy: float, wall: float) -> dic
     return {
         "test_accuracy": accuracy,
         "best_test_accuracy": state.best_accuracy,
+        "target_accuracy": TARGET_ACCURACY,
         "epoch_reached_90": state.epoch_reached_90,
         "epochs": cfg.train.epochs,
         "steps": cfg.train.epochs * setup.steps_per_epoch,
@@ -457,6 +459,7 @@ def _write_outputs(
     state: Progress,
     final_eval: engine.EvalResult,
     run: Path,
+    summary: dict[str, Any],
 ) -> None:
     cfg, folder = setup.cfg, run / "plots"
     total = cfg.train.epochs * setup.steps_per_epoch
@@ -467,60 +470,6 @@ def _write_outputs(
     matrix = engine.confusion_matrix(final_eval, len(setup.dataset.classes))
     confusion = plots.confusion_figure(matrix, setup.dataset.classes)
     plots.save(confusion, folder / "confusion_matrix.png")
-    runs.write_text(run / "report.md", _report(cfg, state, final_eval.accuracy, run))
-
-
-def _report(cfg: Config, state: Progress, accuracy: float, run: Path) -> str:
-    rows = "\n".join(
-        f"| {r['epoch']} | {r['lr']:.4f} | {r['train_loss']:.3f} | {100 * r['train_acc']:.2f}% | "
-        + (
-            f"{r['test_loss']:.3f} | {100 * r['test_acc']:.2f}% |"
-            if r["test_acc"] is not None
-            else "- | - |"
-        )
-        for r in state.rows
+    report_lib.write(
+        run, cfg, state.rows, summary, setup.dataset.classes, matrix, setup.steps_per_epoch
     )
-    reached = (
-        f"first reached in epoch {state.epoch_reached_90}"
-        if state.epoch_reached_90
-        else "not reached"
-    )
-    s = cfg.schedule
-    schedule = (
-        f"Policy `one_cycle`: learning rate from {s.lr_min} up to {s.lr_max} at the end of epoch "
-        f"{s.peak_epoch:g}, back to {s.lr_min} at epoch {cfg.train.epochs}; momentum "
-        f"{s.momentum_max} -> {s.momentum_min} -> {s.momentum_max}."
-        if s.policy == "one_cycle"
-        else f"Policy `{s.policy}` (lr_min {s.lr_min}, lr_max {s.lr_max}): see the plot."
-    )
-    return f"""# Super-convergence on CIFAR-10: run `{run.name}`
-
-**Final test accuracy: {100 * accuracy:.2f}%** after {cfg.train.epochs} epochs
-(best {100 * (state.best_accuracy or 0):.2f}%; the assignment's 90% was {reached}).
-Training took {state.train_seconds:.1f} s.
-
-## Schedule
-{schedule} ResNet-9 (width {cfg.model.width}),
-batch {cfg.train.batch_size}, SGD (nesterov: {cfg.optim.nesterov}), weight decay
-{cfg.optim.weight_decay}; augmentation: pad {cfg.data.pad} ({cfg.data.pad_mode}) + random crop,
-flip: {cfg.data.flip}, Cutout {cfg.data.cutout}x{cfg.data.cutout}.
-
-![schedule](plots/schedule.png)
-
-## Training curves
-![training](plots/training.png)
-
-| epoch | lr | train loss | train acc | test loss | test acc |
-|---|---|---|---|---|---|
-{rows}
-
-![confusion matrix](plots/confusion_matrix.png)
-
-## Configuration
-The resolved configuration is in [config.yaml](config.yaml); metrics in [metrics.csv](metrics.csv).
-
-## Reproduce
-```
-supercon train --config {run / runs.CONFIG_FILE}
-```
-"""

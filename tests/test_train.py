@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 from datetime import datetime
@@ -18,6 +19,7 @@ from conftest import tiny_config
 from cifar_supercon import api, engine, runs
 from cifar_supercon import config as config_lib
 from cifar_supercon import progress as progress_lib
+from cifar_supercon import report as report_lib
 from cifar_supercon import schedule as schedule_lib
 from cifar_supercon.errors import Interrupted, TrainingDiverged, UsageError
 from cifar_supercon.train import fit
@@ -298,6 +300,28 @@ def test_heartbeat_paces_itself(monkeypatch: pytest.MonkeyPatch) -> None:
         heartbeat.beat(done, 10, lambda: "x")
     assert lines == ["x  step 2/10 (20%)  eta 2m04s", "x  step 4/10 (40%)  eta 1m33s"]
     assert [progress_lib.duration(s) for s in (5, 65, 3725)] == ["5 s", "1m05s", "1h02m"]
+
+
+def test_the_report_answers_the_assignment_by_itself(reference: dict, tmp_path: Path) -> None:
+    run = reference["run"]
+    text = (run / "report.md").read_text()
+    links = re.findall(r"\]\(([^)]+)\)", text)
+    assert {"plots/schedule.png", "plots/clr_triangle.png", "plots/training.png"} <= set(links)
+    assert all((run / link).is_file() for link in links), links  # relative links that resolve
+    assert "`cifar_supercon/schedule.py`" in text and "| **total** | | | **26,340** |" in text
+    assert "| layer3 residual | x + 2 x (conv 3x3 32, BN, ReLU) | 32 x 4 x 4 | 18,560 |" in text
+    assert all(f"| {name} | " in text for name in ("apple", "boat", "cloud"))
+    assert reference["summary"]["device"] in text and "Cutout 8x8" in text
+    assert len(re.findall(r"^\| \d+ \| ", text, flags=re.M)) == 3  # one row per epoch
+    assert sum(layer.parameters for layer in report_lib.layers(64)) == 6_573_120
+    found = api.train(
+        reference["cfg"],
+        overrides={"out": str(tmp_path), "schedule.lr_max": "auto", "schedule.lr_min": "auto"},
+        log=lambda _: None,
+    )
+    text = (Path(found["run_dir"]) / "report.md").read_text()
+    assert "found its bounds itself" in text and "(lr_finder/lr_finder.png)" in text
+    assert (Path(found["run_dir"]) / "lr_finder" / "lr_finder.png").is_file()
 
 
 def test_run_directories_are_never_reused(tmp_path: Path) -> None:
