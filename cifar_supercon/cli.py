@@ -209,6 +209,15 @@ def _overrides(
     return overrides
 
 
+def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    table = Table(title=title)
+    for column in header:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    out_console.print(table)
+
+
 def _log(message: str) -> None:
     out_console.print(message, markup=False)
 
@@ -502,12 +511,11 @@ def sweep(
             retry_failed=retry_failed,
             log=_log,
         )
-        table = Table(title=f"sweep {result.folder.name}: final test accuracy per cell")
-        for column in sweep_results.table_header(result.spec.keys, target, short=True):
-            table.add_column(column)
-        for row in sweep_results.table_rows(result.stats, target):
-            table.add_row(*row)
-        out_console.print(table)
+        _print_table(
+            f"sweep {result.folder.name}: final test accuracy per cell",
+            sweep_results.table_header(result.spec.keys, target, short=True),
+            sweep_results.table_rows(result.stats, target),
+        )
         folder = result.folder
         _log(
             f"written: {folder / sweep_results.RESULTS_FILE}, {folder / sweep_results.SUMMARY_FILE}"
@@ -534,13 +542,9 @@ def compare(
     """
     with _reported(debug):
         result = compare_lib.compare(paths, png=png)
-        header, rows = compare_lib.table(result.entries)
-        table = Table(title="comparison (accuracy: mean +- std over runs)")
-        for column in header:
-            table.add_column(column)
-        for row in rows:
-            table.add_row(*row)
-        out_console.print(table)
+        _print_table(
+            "comparison (accuracy: mean +- std over runs)", *compare_lib.table(result.entries)
+        )
         _log(f"written: {png}")
 
 
