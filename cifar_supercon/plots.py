@@ -7,6 +7,7 @@ list of open figures never holds ours, so a notebook displays a returned figure 
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,9 +28,19 @@ def save(figure: Figure, path: Path) -> Path:
     return path
 
 
+class ShownFigure(Figure):
+    """A Figure that a notebook displays as a PNG when it is a cell's value, whatever backend the
+    session has: ours never join pyplot's list, which is what the inline backend draws from."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        return buffer.getvalue()
+
+
 def _figure(rows: int = 1, columns: int = 1, **options: object) -> tuple[Figure, object]:
     """A figure and its axes, as pyplot.subplots makes them, without pyplot."""
-    figure = Figure(figsize=options.pop("figsize", None))
+    figure = ShownFigure(figsize=options.pop("figsize", None))
     return figure, figure.subplots(rows, columns, **options)
 
 

@@ -510,7 +510,7 @@ def test_the_package_leaves_the_backend_and_pyplot_alone() -> None:
     returned figure once, not once per open pyplot figure."""
     done = subprocess.run([sys.executable, "-c", NOTEBOOK], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["svg", "Figure", "[]"]
+    assert done.stdout.split() == ["svg", "ShownFigure", "[]"]
 
 
 def invoke(*args: str):
