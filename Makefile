@@ -12,9 +12,14 @@ PIP_CONSTRAINT_FLAG := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 
 .PHONY: install test lint train smoke find-lr bench clean-venv
 
+# Machines without a GPU: TORCH_INDEX=https://download.pytorch.org/whl/cpu installs PyTorch's CPU
+# wheels first, without the CUDA libraries (see README, "CPU fallback").
+TORCH_INDEX ?=
+
 $(BIN)/supercon: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --quiet torch torchvision --index-url $(TORCH_INDEX),)
 	$(BIN)/python -m pip install --quiet $(PIP_CONSTRAINT_FLAG) -e '.[dev]'
 	@touch $@
 
