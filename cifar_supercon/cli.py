@@ -390,8 +390,9 @@ def plot_schedule(
 ) -> None:
     """Draw the LR and momentum schedule (1cycle, or the CLR triangle).
 
-    Examples: supercon plot-schedule --config configs/default.yaml --out sched.png --csv sched.csv;
-    supercon plot-schedule --policy triangular --cycles 3 --out triangle.png
+    Examples: supercon plot-schedule --config configs/default.yaml --out runs/sched.png
+    --csv runs/sched.csv; supercon plot-schedule --policy triangular --cycles 3
+    --out runs/triangle.png
     """
     with _reported(debug):
         overrides = _overrides(set_, epochs, peak_epoch, lr_max, lr_min, batch_size)
