@@ -89,27 +89,29 @@ def write(
         total = TRIANGLE_CYCLES * 2 * triangle.step_size
         figure = plots.schedule_figure(triangle, total, steps_per_epoch)
         plots.save(figure, run / PLOTS / "clr_triangle.png")
-    text = _markdown(run, cfg, rows, summary, classes, matrix, triangle is not None)
-    runs.write_text(run / "report.md", text)
+    sections = [
+        f"# Super-convergence on CIFAR-10: run `{run.name}`",
+        _headline(cfg, summary),
+        _schedule_section(cfg, triangle is not None),
+        _lr_range_section(run, cfg),
+        _model_section(cfg),
+        _data_section(cfg, summary),
+        _epochs_section(rows),
+        _classes_section(classes, matrix),
+        "## Reproduce\n"
+        f"The resolved configuration is [config.yaml](config.yaml) (seed {cfg.seed}); metrics "
+        f"per epoch in [metrics.csv](metrics.csv), the summary in "
+        f"[summary.json](summary.json).\n\n```\nsupercon train --config {run / 'config.yaml'}\n```",
+    ]
+    runs.write_text(run / "report.md", "\n\n".join(sections) + "\n")
     return run / "report.md"
 
 
-def _markdown(
-    run: Path,
-    cfg: Config,
-    rows: Sequence[Mapping[str, Any]],
-    summary: Mapping[str, Any],
-    classes: Sequence[str],
-    matrix: Sequence[Sequence[int]],
-    triangle: bool,
-) -> str:
-    t, d = cfg.train, cfg.data
-    target = summary["target_accuracy"]
-    reached = summary["epoch_reached_90"]
-    sections = [
-        f"# Super-convergence on CIFAR-10: run `{run.name}`",
-        f"**Final test accuracy: {100 * summary['test_accuracy']:.2f}%** after {t.epochs} epochs "
-        f"(best {100 * (summary['best_test_accuracy'] or 0):.2f}%); "
+def _headline(cfg: Config, summary: Mapping[str, Any]) -> str:
+    target, reached = summary["target_accuracy"], summary["epoch_reached_90"]
+    return (
+        f"**Final test accuracy: {100 * summary['test_accuracy']:.2f}%** after "
+        f"{cfg.train.epochs} epochs (best {100 * (summary['best_test_accuracy'] or 0):.2f}%); "
         + (
             f"{100 * target:g}% was first reached in epoch {reached}."
             if reached
@@ -119,27 +121,24 @@ def _markdown(
         f"({summary['precision']}, compiled: {summary['compiled']}); torch "
         f"{summary['torch_version']}, torchvision {summary['torchvision_version']}"
         + (f", CUDA {summary['cuda_version']}" if summary.get("cuda_version") else "")
-        + f", Python {summary['python_version']}. Test set: {summary['test_images']:,} images.",
-        _schedule_section(cfg, triangle),
-        _lr_range_section(run, cfg),
-        _model_section(cfg),
+        + f", Python {summary['python_version']}. Test set: {summary['test_images']:,} images."
+    )
+
+
+def _data_section(cfg: Config, summary: Mapping[str, Any]) -> str:
+    d = cfg.data
+    return (
         "## Data and augmentation\n"
         f"{summary['data']}: {summary['train_images']:,} training images, batch "
-        f"{t.batch_size} ({'the short last batch dropped' if d.drop_last else 'every image'} "
-        f"each epoch). Per image, on the device: pad {d.pad} px ({d.pad_mode}) and a random "
+        f"{cfg.train.batch_size} "
+        f"({'the short last batch dropped' if d.drop_last else 'every image'} each epoch). "
+        f"Per image, on the device: pad {d.pad} px ({d.pad_mode}) and a random "
         f"{IMAGE_SIZE}x{IMAGE_SIZE} crop, "
         + ("a horizontal flip with p = 0.5, " if d.flip else "no flip, ")
         + (f"Cutout {d.cutout}x{d.cutout} (p = {d.cutout_prob:g})" if d.cutout else "no Cutout")
         + " (`cifar_supercon/augment.py`, `cifar_supercon/loader.py`). Optimizer: SGD, "
-        f"Nesterov {cfg.optim.nesterov}, weight decay {cfg.optim.weight_decay:g}.",
-        _epochs_section(rows),
-        _classes_section(classes, matrix),
-        "## Reproduce\n"
-        f"The resolved configuration is [config.yaml](config.yaml) (seed {cfg.seed}); metrics "
-        f"per epoch in [metrics.csv](metrics.csv), the summary in "
-        f"[summary.json](summary.json).\n\n```\nsupercon train --config {run / 'config.yaml'}\n```",
-    ]
-    return "\n\n".join(sections) + "\n"
+        f"Nesterov {cfg.optim.nesterov}, weight decay {cfg.optim.weight_decay:g}."
+    )
 
 
 def _schedule_section(cfg: Config, triangle: bool) -> str:
