@@ -784,3 +784,10 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"  # a zombie has ended; only its exit status waits to be read
+
+
+def test_an_empty_section_in_a_later_file_keeps_what_came_before(workspace: Path) -> None:
+    files(workspace, **{"a.yaml": "schedule:\n  lr_max: 0.8\n", "b.yaml": "schedule: {}\n"})
+    result = CliRunner().invoke(app, ["config", "show", "-c", "a.yaml", "-c", "b.yaml"])
+    assert result.exit_code == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["schedule"]["lr_max"] == 0.8
