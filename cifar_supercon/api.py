@@ -47,7 +47,7 @@ def train(
     resume: str | Path | None = None,
     run_dir: str | Path | None = None,
     log: Log = print,
-    progress: bool = False,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Train in a new run directory (or continue `resume`); returns the summary.
 
@@ -92,7 +92,7 @@ def find_lr(
     *,
     overrides: Overrides = (),
     log: Log = print,
-    progress: bool = False,
+    progress: bool = True,
 ) -> FindLrResult:
     """The LR range test under the config's training conditions, in a new run directory."""
     cfg = resolve_config(config, overrides)
