@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +16,24 @@ from cifar_supercon import config as config_lib
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ("apple", "boat", "cloud")
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.Popen:
+    """`supercon ARGS` as a real process (signals, exit codes, stderr as a user sees them)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "cifar_supercon", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def write_image_folder(

@@ -26,7 +26,7 @@ import pytest
 import torch
 import torchvision
 import yaml
-from conftest import REPO, tiny_config, write_image_folder
+from conftest import REPO, run_cli, tiny_config, wait_for, write_image_folder
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -557,23 +557,6 @@ def test_debug_shows_the_traceback(workspace: Path) -> None:
     )
     assert result.exit_code == 1
     assert result.exception is not None and "does not exist" in str(result.exception)
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "cifar_supercon", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def comparable_metrics(run: Path) -> list[dict]:

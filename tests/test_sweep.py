@@ -10,12 +10,10 @@ import signal
 import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import tiny_config
+from conftest import run_cli, tiny_config, wait_for
 from PIL import Image
 
 from cifar_supercon import comparison, executors, runs, sweep_results, sweep_spec
@@ -36,20 +34,7 @@ def write_config(image_folder: Path, tmp_path: Path, epochs: int = 2) -> Path:
 
 
 def sweep_cli(*args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "cifar_supercon", "sweep", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+    return run_cli("sweep", *args, cwd=cwd)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
