@@ -43,14 +43,9 @@ def entries_of(path: Path) -> list[Entry]:
         spec = sweep_spec.read_spec(path)
         found = []
         for cell in spec.cells():
-            folders = [
-                path / sweep_spec.RUNS_DIR / sweep_spec.run_name(cell, s) for s in spec.seeds
-            ]
-            finished = [f for f in folders if (f / runs.SUMMARY_FILE).is_file()]
-            if finished:
-                cell_label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in cell)
-                label = f"{path.name}: {cell_label}" if cell_label else path.name
-                found.append(_entry(finished, label))
+            if finished := sweep_spec.finished_runs(path, spec, cell):
+                label = sweep_spec.cell_label(cell)
+                found.append(_entry(finished, f"{path.name}: {label}" if label else path.name))
         if not found:
             raise UsageError(f"{path}: no finished runs in this sweep yet")
         return found

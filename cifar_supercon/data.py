@@ -218,10 +218,6 @@ def _decode_chunk(paths: list[str]) -> np.ndarray:
     return out
 
 
-def _die_with_parent() -> None:
-    processes.die_with_parent(signal.SIGKILL)
-
-
 def _decode_folder(root: Path, listing: Listing, log: Log) -> tuple[Split, Split, tuple[str, ...]]:
     total = sum(len(files) for files in listing.values())
     log(f"decoding {total} images from {root} (once; cached afterwards)")
@@ -232,7 +228,9 @@ def _decode_folder(root: Path, listing: Listing, log: Log) -> tuple[Split, Split
     splits = []
     workers = {"max_workers": os.cpu_count() or 1, "mp_context": context}
     # Workers hold nothing worth saving: if this process dies, they die at once too.
-    with ProcessPoolExecutor(**workers, initializer=_die_with_parent) as pool:
+    with ProcessPoolExecutor(
+        **workers, initializer=processes.die_with_parent, initargs=(signal.SIGKILL,)
+    ) as pool:
         for split in SPLITS:
             paths = [f.path for f in listing[split]]
             chunks = [paths[i : i + DECODE_CHUNK] for i in range(0, len(paths), DECODE_CHUNK)]

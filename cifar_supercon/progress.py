@@ -49,8 +49,10 @@ class Heartbeat:
 
     def beat(self, done: int, total: int, what: Callable[[], str], first: int = 0) -> None:
         """`done` of `total` steps are done; `first` of them were done before this loop began."""
+        if not self.enabled:  # a bar shows: nothing to do on the training step's path
+            return
         now = time.perf_counter()
-        if not self.enabled or now - self.last < self.every or done <= first:
+        if now - self.last < self.every or done <= first:
             return
         self.last = now
         eta = (now - self.start) / (done - first) * (total - done)

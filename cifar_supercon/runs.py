@@ -220,11 +220,12 @@ def check_resumable(run: Path) -> None:
             "instead (finished runs are never changed)"
         )
     last = run / CHECKPOINTS / LAST
-    if not last.is_file() and (run / METRICS_FILE).is_file() and read_metrics(run):
+    recorded = read_metrics(run) if (run / METRICS_FILE).is_file() else []
+    if not last.is_file() and recorded:
         # Starting again from epoch 1 would overwrite the epochs metrics.csv records.
         raise CheckpointError(
             f"--resume {run}: {last.relative_to(run)} is missing but metrics.csv records "
-            f"{len(read_metrics(run))} epoch(s); put the checkpoint back, or start a new run"
+            f"{len(recorded)} epoch(s); put the checkpoint back, or start a new run"
         )
 
 

@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from . import curves, plots, runs
-from .sweep_spec import FAILED_FILE, RUNS_DIR, SPEC_FILE, Spec, run_name
+from .sweep_spec import (
+    FAILED_FILE,
+    RUNS_DIR,
+    SPEC_FILE,
+    Spec,
+    cell_label,
+    finished_runs,
+    run_name,
+    short_key,
+)
 
 RESULTS_FILE = "results.csv"
 SUMMARY_FILE = "summary.md"
@@ -139,7 +148,7 @@ def table_rows(stats: Sequence[CellStats], target: float) -> list[list[str]]:
 def table_header(keys: Sequence[str], target: float, short: bool = False) -> list[str]:
     """Column names; `short` names grid keys by their last part (schedule.lr_max -> lr_max)."""
     return [
-        *(key.rsplit(".", 1)[-1] if short else key for key in keys),
+        *(short_key(key) if short else key for key in keys),
         "n",
         "mean +- std (%)",
         "min",
@@ -173,7 +182,7 @@ def write_plots(folder: Path, spec: Spec, stats: Sequence[CellStats]) -> list[Pa
         lines: dict[str, list[tuple[float, float | None] | None]] = {}
         for s in stats:
             values = dict(s.cell)
-            label = ", ".join(f"{k.rsplit('.', 1)[-1]}={values[k]}" for k in others)
+            label = cell_label([(k, values[k]) for k in others])
             points = lines.setdefault(label, [None] * len(spec.grid[key]))
             if s.mean is not None:
                 points[spec.grid[key].index(values[key])] = (s.mean, s.std)
@@ -181,14 +190,8 @@ def write_plots(folder: Path, spec: Spec, stats: Sequence[CellStats]) -> list[Pa
         written.append(plots.save(figure, folder / PLOTS_DIR / f"accuracy_vs_{key}.png"))
     cell_curves = []
     for cell in spec.cells():
-        finished = [
-            folder / RUNS_DIR / run_name(cell, seed)
-            for seed in spec.seeds
-            if (folder / RUNS_DIR / run_name(cell, seed) / runs.SUMMARY_FILE).is_file()
-        ]
-        if finished:
-            label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in cell) or folder.name
-            cell_curves.append(curves.of_runs(finished, label))
+        if finished := finished_runs(folder, spec, cell):
+            cell_curves.append(curves.of_runs(finished, cell_label(cell) or folder.name))
     if cell_curves:
         figure = plots.curves_figure(cell_curves, title=f"sweep {folder.name}: per-cell mean")
         written.append(plots.save(figure, folder / PLOTS_DIR / "curves.png"))

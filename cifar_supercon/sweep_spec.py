@@ -105,11 +105,26 @@ def _drop(tree: dict[str, Any], dotted: str) -> None:
     tree.pop(leaf, None)
 
 
+def short_key(key: str) -> str:
+    """schedule.lr_max -> lr_max: how names, labels and tables show a grid key."""
+    return key.rsplit(".", 1)[-1]
+
+
+def cell_label(cell: Sequence[tuple[str, Any]], sep: str = ", ") -> str:
+    """`lr_max=0.4, weight_decay=0.0005` ("" for a sweep of seeds only)."""
+    return sep.join(f"{short_key(key)}={value}" for key, value in cell)
+
+
 def run_name(cell: Sequence[tuple[str, Any]], seed: int) -> str:
-    """`lr_max=0.4-weight_decay=0.0005-seed0`: the last part of each key, then the seed."""
-    parts = [f"{key.rsplit('.', 1)[-1]}={value}" for key, value in cell]
-    name = "-".join([*parts, f"seed{seed}"])
+    """`lr_max=0.4-weight_decay=0.0005-seed0`: the cell's label, then the seed."""
+    name = "-".join(filter(None, [cell_label(cell, "-"), f"seed{seed}"]))
     return "".join(c if c.isalnum() or c in "._=-" else "_" for c in name)
+
+
+def finished_runs(folder: Path, spec: Spec, cell: Sequence[tuple[str, Any]]) -> list[Path]:
+    """The cell's run folders that have finished (hold summary.json), in seed order."""
+    found = (folder / RUNS_DIR / run_name(cell, seed) for seed in spec.seeds)
+    return [run for run in found if (run / runs.SUMMARY_FILE).is_file()]
 
 
 def open_folder(folder: Path, spec: Spec) -> None:
