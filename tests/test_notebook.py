@@ -29,7 +29,8 @@ def test_the_notebook_runs_headless(
     image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = REAL_DATA if (REAL_DATA / "train").is_dir() else image_folder
-    toy = TOY | ({} if data == REAL_DATA else {"data.train_subset": 60, "data.test_subset": 24})
+    synthetic = {"data.train_subset": 60, "data.test_subset": 24, "train.batch_size": 16}
+    toy = TOY | ({} if data == REAL_DATA else synthetic)  # synthetic: 3 steps of 16 per epoch
     monkeypatch.setenv("SUPERCON_DATA", str(data))
     monkeypatch.setenv("SUPERCON_NOTEBOOK", json.dumps(toy))
     notebook = nbformat.read(REPO / "examples" / "colab.ipynb", as_version=4)
