@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -37,8 +38,14 @@ def test_grid_find_and_resume(image_folder: Path, tmp_path: Path) -> None:
     suggested = (results / "finder" / "suggested.yaml").read_text()
     assert f"lr_max: {found[1]}" in suggested
     summary = (results / "summary.md").read_text()
-    assert "| cell | lr_max | lr_min | weight decay | n | mean +- std (%) | min | max |" in summary
+    header = "| cell | lr_max | lr_min | weight_decay | n | mean +- std (%) | min | median | max |"
+    assert header in summary
     assert summary.count("| grid |") == 2 and summary.count("| find:bounds |") == 1
+    runs_of_found = [r for r in rows if r["cell"] == "find:bounds"]
+    accs = [100 * float(r["test_accuracy"]) for r in runs_of_found]
+    mean, std = statistics.fmean(accs), statistics.stdev(accs)
+    values = " | ".join(runs_of_found[0][k] for k in ("lr_max", "lr_min", "weight_decay"))
+    assert f"| find:bounds | {values} | 2 | {mean:.2f} +- {std:.2f} |" in summary
     # The same command again trains nothing new; a new seed adds only its own runs.
     again = run_grid(config, image_folder, results, "--lr-max", "0.2", "--lr-min-div", "10", "100")
     assert again.returncode == 0 and "seed" not in again.stdout.split("| cell |")[0]
