@@ -122,7 +122,8 @@ def fit(
     scheduler = Scheduler(setup.optimizer, schedule)
     state = Progress()
     if last_path.is_file():
-        state = _restore(setup, scheduler, runs.load_checkpoint(last_path), last_path, log)
+        payload = runs.load_checkpoint(last_path)
+        state = _restore(setup, scheduler, payload, last_path, run, log)
         loader = setup.train_loader  # counted as the interrupt message counts: within the epoch
         where = (
             f"in epoch {state.epochs_done + 1} after step {loader.position}/{len(loader)}"
@@ -356,12 +357,14 @@ def _payload(setup: Setup, scheduler: Scheduler, state: Progress) -> dict[str, A
 
 
 def _restore(
-    setup: Setup, scheduler: Scheduler, payload: dict[str, Any], path: Path, log: Log
+    setup: Setup, scheduler: Scheduler, payload: dict[str, Any], path: Path, run: Path, log: Log
 ) -> Progress:
+    """Model, optimizer, schedule, data order and RNGs from `payload` (read from `path`, the
+    last.pt of `run`); the accepted config changes are recorded in the run's resumes.log."""
     changes = runs.resume_changes(runs.checkpoint_config(payload, path), setup.cfg, path)
     if changes:
         log(f"resuming with {', '.join(changes)}")
-        runs.append_line(path.parent.parent / RESUMES_FILE, f"{_now()}: {', '.join(changes)}")
+        runs.append_line(run / RESUMES_FILE, f"{_now()}: {', '.join(changes)}")
     runs.check_same_classes(
         payload.get("classes", ()), setup.dataset.classes, path, setup.cfg.data.root
     )

@@ -344,6 +344,22 @@ def test_resume_refuses_config_changes(reference: dict, tmp_path: Path) -> None:
         api.train(resume=unfinished, overrides={"train.epochs": 9})
 
 
+def test_resume_records_the_changes_it_allows(
+    reference: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = config_lib.load([], {"out": str(tmp_path)}, base=reference["cfg"])
+    run = new_run(cfg)
+    with monkeypatch.context() as patch:
+        SignalOnStep(patch, 7, signal.SIGINT)
+        with pytest.raises(Interrupted):
+            fit(cfg, run)
+    lines: list[str] = []
+    api.train(resume=run, overrides={"train.eval_batch_size": 8}, log=lines.append)
+    assert "resuming with train.eval_batch_size 32 -> 8" in lines
+    (record,) = (run / "resumes.log").read_text().splitlines()
+    assert record.endswith(": train.eval_batch_size 32 -> 8")
+
+
 def test_evaluate_reproduces_the_summary(reference: dict, tmp_path: Path) -> None:
     result = api.evaluate(
         reference["run"] / "checkpoints" / "last.pt", plot=tmp_path / "c.png", log=lambda _: None
