@@ -1,5 +1,5 @@
 """`python -m cifar_supercon` runs the `supercon` command line."""
 
-from .cli import main
+from .entry import main
 
 main()

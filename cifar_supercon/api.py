@@ -25,7 +25,7 @@ from .config import Config, Override
 from .data import load_dataset
 from .errors import CheckpointError, UsageError
 from .loader import EvalLoader, Normalizer
-from .train import fit
+from .training import fit
 
 Log = Callable[[str], None]
 ConfigSource = Config | str | Path | Sequence[str | Path] | None

@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from . import api, executors, processes, sweep_results, sweep_spec
+from . import api, executors, sweep_results, sweep_spec
 from . import comparison as compare_lib
 from . import config as config_lib
 from . import sweeps as sweep_lib
@@ -57,7 +57,8 @@ class _OneLineErrors(TyperGroup):
             where = " ".join(["supercon", *(ctx.command_path.split()[1:] if ctx else [])])
             _error(f"{where}: {e.format_message()} (see {where} --help)")  # type: ignore[attr-defined]
             code = e.exit_code  # type: ignore[attr-defined]
-        except typer.Abort:
+        except typer.Abort:  # click's name for a KeyboardInterrupt outside a command's own handling
+            _stopped("interrupted (Ctrl-C or SIGTERM)")
             code = 130
         if not standalone_mode:
             return code
@@ -577,7 +578,7 @@ def config_show(
 
 
 def main() -> None:
-    """Console-script entry point. SIGTERM stops every command the way Ctrl-C does: one line,
-    exit code 130 (a training run saves its checkpoint first)."""
-    with processes.sigterm_as_interrupt():
-        app(prog_name="supercon")
+    """Run the command line (entry.main, the console script, handles signals around it: SIGTERM
+    stops every command the way Ctrl-C does, one line and exit code 130; a training run saves its
+    checkpoint first)."""
+    app(prog_name="supercon")

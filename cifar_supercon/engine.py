@@ -1,6 +1,6 @@
 """What training and the LR range test share: device, precision, data, model, optimizer, step.
 
-`build(cfg)` turns a config into a `Setup`; `train.fit` and `lr_finder.run` both start from it,
+`build(cfg)` turns a config into a `Setup`; `training.fit` and `lr_finder.run` both start from it,
 so the range test runs under exactly the training conditions (batch size, augmentation, weight
 decay, precision).
 """

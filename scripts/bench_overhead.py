@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from cifar_supercon import config as config_lib  # noqa: E402
 from cifar_supercon import engine  # noqa: E402
 from cifar_supercon import schedule as schedule_lib  # noqa: E402
-from cifar_supercon.train import EpochSums, StopSignal, _train_epoch  # noqa: E402
+from cifar_supercon.training import EpochSums, StopSignal, _train_epoch  # noqa: E402
 
 
 class Interleaved:

@@ -606,6 +606,19 @@ def test_sigterm_stops_any_command_with_one_line(
     assert err.strip().splitlines() == ["stopped: interrupted (Ctrl-C or SIGTERM)"]
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_starting_is_one_line(signum: int, tmp_path: Path) -> None:
+    """Importing torch takes seconds; a signal then (here 0.5 s in) is already one line and
+    exit code 130, not a KeyboardInterrupt traceback or a silent 143."""
+    process = run_cli("config", "show", cwd=tmp_path)
+    time.sleep(0.5)
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines() == ["stopped: interrupted (Ctrl-C or SIGTERM)"]
+    assert out == ""
+
+
 def test_random_kills_resume_to_the_same_metrics(image_folder: Path, tmp_path: Path) -> None:
     """SIGKILL (no chance to save) at random moments, three times; each resume continues from
     the last checkpoint that landed, and the final metrics equal an uninterrupted run's."""

@@ -23,7 +23,7 @@ from cifar_supercon import api, engine, runs
 from cifar_supercon import config as config_lib
 from cifar_supercon.errors import Interrupted
 from cifar_supercon.model import ResNet9
-from cifar_supercon.train import fit
+from cifar_supercon.training import fit
 
 
 def one_sgd_step(**kwargs: object) -> list[torch.Tensor]:

@@ -22,7 +22,7 @@ from cifar_supercon import progress as progress_lib
 from cifar_supercon import report as report_lib
 from cifar_supercon import schedule as schedule_lib
 from cifar_supercon.errors import Interrupted, TrainingDiverged, UsageError
-from cifar_supercon.train import fit
+from cifar_supercon.training import fit
 
 TIMING = "epoch_seconds"
 
