@@ -32,7 +32,7 @@ _HOMES = {
     "sweep": "sweeps",
     "train": "api",
 }
-__all__ = sorted(_HOMES)
+__all__ = ["Config", "compare", "evaluate", "find_lr", "load", "plot_schedule", "sweep", "train"]
 
 
 def __getattr__(name: str) -> Any:

@@ -31,6 +31,7 @@ Log = Callable[[str], None]
 ConfigSource = Config | str | Path | Sequence[str | Path] | None
 Overrides = Sequence[Override] | Mapping[str, Any]
 CIFAR10_TRAIN_IMAGES = 50_000
+MAX_DRAWN_STEPS = 2_000_000  # plot-schedule holds every step in memory (~100 MB of CSV text)
 
 
 def resolve_config(config: ConfigSource = None, overrides: Overrides = ()) -> Config:
@@ -190,6 +191,11 @@ def schedule_steps(
                 f"exp_range), not {cfg.schedule.policy}"
             )
         total = cycles * 2 * schedule.step_size
+    if total > MAX_DRAWN_STEPS:
+        raise UsageError(
+            f"{total:,} steps are too many to draw or list (at most {MAX_DRAWN_STEPS:,}): "
+            "fewer epochs or cycles, or a larger batch"
+        )
     return schedule, total, per_epoch
 
 

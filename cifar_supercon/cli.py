@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from . import api, executors, sweep_results, sweep_spec
+from . import api, executors, plots, sweep_results, sweep_spec
 from . import comparison as compare_lib
 from . import config as config_lib
 from . import sweeps as sweep_lib
@@ -53,8 +53,12 @@ class _OneLineErrors(TyperGroup):
             code = super().main(*args, standalone_mode=False, **kwargs)
         except ClickException as e:
             ctx = getattr(e, "ctx", None)
-            # "supercon <subcommand>", whatever name the program was started under
-            where = " ".join(["supercon", *(ctx.command_path.split()[1:] if ctx else [])])
+            # "supercon <subcommand>", whatever name the program was started under; an option
+            # without its value fails before the subcommand has a context: name it from argv
+            words = ctx.command_path.split()[1:] if ctx else []
+            given = list(kwargs.get("args") or (args[0] if args else None) or sys.argv[1:])
+            words = words or [w for w in given[:1] if w in self.commands]
+            where = " ".join(["supercon", *words])
             _error(f"{where}: {e.format_message()} (see {where} --help)")  # type: ignore[attr-defined]
             code = e.exit_code  # type: ignore[attr-defined]
         except typer.Abort:  # click's name for a KeyboardInterrupt outside a command's own handling
@@ -396,6 +400,9 @@ def plot_schedule(
     --out runs/triangle.png
     """
     with _reported(debug):
+        plots.image_format(out, "--out")
+        if csv is not None and csv.absolute() == out.absolute():
+            raise UsageError(f"--csv {csv}: the same file as --out; give each its own name")
         overrides = _overrides(set_, epochs, peak_epoch, lr_max, lr_min, batch_size)
         if policy is not None:
             overrides.append(Override("schedule.policy", policy, "--policy"))
@@ -421,6 +428,8 @@ def evaluate(
     Example: supercon evaluate runs/<run>/checkpoints/last.pt --data-dir data/cifar10-png
     """
     with _reported(debug):
+        if plot is not None:
+            plots.image_format(plot, "--plot")
         overrides = _overrides(None, device=device, data_dir=data_dir)
         result = api.evaluate(checkpoint, overrides=overrides, tta_flip=tta, plot=plot, log=_log)
         table = Table(title=f"test accuracy {100 * result.accuracy:.2f}% (loss {result.loss:.4f})")
@@ -488,16 +497,22 @@ def sweep(
     """
     with _reported(debug):
         overrides = _overrides(set_, epochs=epochs, device=device, data_dir=data_dir)
-        grids = dict(sweep_spec.parse_grid(g) for g in grid or [])
+        parsed = [sweep_spec.parse_grid(g) for g in grid or []]
+        grids = dict(parsed)
+        if len(grids) < len(parsed):
+            twice = next(k for i, (k, _) in enumerate(parsed) if k in dict(parsed[:i]))
+            raise UsageError(f"--grid {twice}: given twice; list all its values in one --grid")
         if executor == "ray":
             if devices is not None:
                 raise UsageError("--devices is for --executor local; Ray places runs itself")
             chosen: executors.Executor = executors.Ray(address=ray_address)
         elif executor == "local":
+            if ray_address is not None:
+                raise UsageError("--ray-address is for --executor ray")
             chosen = (
                 executors.Devices(executors.parse_devices(devices))
-                if devices
-                else (executors.Local())
+                if devices is not None
+                else executors.Local()
             )
         else:
             raise UsageError(f"--executor {executor!r}: expected local or ray")
@@ -524,6 +539,14 @@ def sweep(
         )
         _log("plots: " + ", ".join(str(p) for p in result.plots))
         unfinished = [r for r in result.rows if r["status"] != "finished"]
+        failed = [r for r in result.rows if r["status"] == "failed"]
+        if failed and len(unfinished) == len(result.rows):
+            reason = failed[0]["reason"]
+            raise SuperconError(
+                f"no run of the sweep finished ({len(failed)} failed"
+                + (f"; the first: {reason}" if reason else "")
+                + f"): see {folder / sweep_results.RESULTS_FILE}"
+            )
         if unfinished:
             _log(
                 f"{len(unfinished)} run(s) not finished: see {folder / sweep_results.RESULTS_FILE}"
@@ -543,6 +566,7 @@ def compare(
     Example: supercon compare sweeps/cpu-smoke-1cycle sweeps/cpu-smoke-step --png compare.png
     """
     with _reported(debug):
+        plots.image_format(png, "--png")
         result = compare_lib.compare(paths, png=png)
         _print_table(
             "comparison (accuracy: mean +- std over runs)", *compare_lib.table(result.entries)

@@ -6,7 +6,6 @@ finished runs with a +- std band.
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,11 +56,7 @@ def entries_of(path: Path) -> list[Entry]:
 
 
 def _entry(folders: Sequence[Path], label: str) -> Entry:
-    summaries = [
-        json.loads((f / runs.SUMMARY_FILE).read_text(encoding="utf-8"))
-        for f in folders
-        if (f / runs.SUMMARY_FILE).is_file()
-    ]
+    summaries = [runs.read_summary(f) for f in folders if (f / runs.SUMMARY_FILE).is_file()]
     return Entry(
         label=label,
         curve=curves.of_runs(folders, label),

@@ -33,6 +33,7 @@ from .errors import ConfigError
 
 AUTO = "auto"
 DEFAULTS = "defaults"
+MAX_SEED = 2**32 - 1  # the range every RNG a seed feeds accepts
 # Policies whose LR moves between two bounds (the others only use lr_max).
 TWO_BOUND_POLICIES = ("one_cycle", "triangular", "triangular2", "exp_range")
 
@@ -130,7 +131,7 @@ class ScheduleConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: int = Field(24, ge=1)
+    epochs: int = Field(24, ge=1, le=100_000)  # a bound that catches typos, not a real limit
     batch_size: int = Field(512, ge=1)  # images per optimizer step
     eval_batch_size: int = Field(1024, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -171,7 +172,7 @@ class FinderConfig(Section):
 
 class Config(Section):
     name: str = Field("supercon", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # run folder suffix
-    seed: int = Field(0, ge=0, le=2**32 - 1)  # the range every RNG it seeds accepts
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     out: Path = Path("runs")  # parent folder of run directories
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -205,6 +206,15 @@ def semantic_problems(cfg: Config) -> list[Problem]:
             Problem(
                 ("schedule.lr_min", "schedule.lr_max"),
                 f"must be less than schedule.lr_max ({s.lr_max:g}), got {s.lr_min:g}",
+            )
+        )
+    searched = s.lr_max == AUTO and isinstance(s.lr_min, float)
+    if s.policy in TWO_BOUND_POLICIES and searched and not s.lr_min < cfg.finder.end_lr:
+        problems.append(
+            Problem(
+                ("schedule.lr_min", "finder.end_lr"),
+                f"must be less than finder.end_lr ({cfg.finder.end_lr:g}), the largest lr_max "
+                f"the range test can suggest, got {s.lr_min:g}",
             )
         )
     if s.momentum_min > s.momentum_max:
@@ -318,6 +328,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         where = f"line {mark.line + 1}: " if mark is not None else ""
         what = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError([f"{path}: {where}not valid YAML ({what})"]) from None
+    except RecursionError:
+        raise ConfigError([f"{path}: not valid YAML (nested too deeply)"]) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -330,25 +342,31 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def parse_set(assignment: str) -> Override:
-    """`--set KEY=VALUE`: a dotted key, a value read as a YAML scalar or flow collection."""
+def parse_set(assignment: str, option: str = "--set") -> Override:
+    """`--set KEY=VALUE`: a dotted key that names one value, and a value read as a YAML scalar or
+    flow list. `option` names the flag in messages (`--grid` reads its values the same way)."""
     key, sep, text = assignment.partition("=")
     key = key.strip()
     parts = key.split(".")
     if not sep or not key or not all(p.isidentifier() for p in parts):
         raise ConfigError(
             [
-                f"--set {assignment!r}: expected KEY=VALUE with a dotted key, "
+                f"{option} {assignment!r}: expected KEY=VALUE with a dotted key, "
                 "e.g. --set schedule.lr_max=0.4"
             ]
         )
+    check_key(key, option)
     try:
         value = yaml.load(text, Loader=_StrictLoader) if text.strip() else None
-    except yaml.YAMLError:
-        raise ConfigError([f"--set {assignment!r}: the value is not valid YAML"]) from None
+    except (yaml.YAMLError, RecursionError):
+        raise ConfigError([f"{option} {assignment!r}: the value is not valid YAML"]) from None
     if value is None:
-        raise ConfigError([f"--set {assignment!r}: the value is empty"])
-    return Override(key, value, "--set")
+        raise ConfigError([f"{option} {assignment!r}: the value is empty"])
+    if isinstance(value, Mapping):
+        raise ConfigError(
+            [f"{option} {assignment!r}: a mapping is not a value; set one key at a time"]
+        )
+    return Override(key, value, option)
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
@@ -406,11 +424,8 @@ def check_key(key: str, source: str) -> None:
     for depth, part in enumerate(parts):
         field = model.model_fields.get(part)
         if field is None:
-            allowed = list(model.model_fields)
-            close = difflib.get_close_matches(part, allowed, n=1, cutoff=0.6)
             where = ".".join(parts[: depth + 1])
-            hint = f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(allowed)}"
-            raise ConfigError([f"{source}: {where}: unknown key ({hint})"])
+            raise ConfigError([f"{source}: {where}: unknown key ({_suggest(parts[: depth + 1])})"])
         annotation = field.annotation
         is_section = isinstance(annotation, type) and issubclass(annotation, BaseModel)
         if is_section != (depth < len(parts) - 1):
@@ -465,6 +480,8 @@ def _describe(error: Mapping[str, Any]) -> tuple[str, str]:
     message = message[0].lower() + message[1:] if message else message
     if error["type"] == "model_type":
         return key, "expected a mapping of keys to values"
+    if not loc:  # a check across keys: its message names them; the input is the whole config
+        return key, message
     return key, f"{message} (got {error['input']!r})"
 
 
@@ -560,7 +577,10 @@ def from_dict(data: Mapping[str, Any], source: str) -> Config:
         return Config.model_validate(dict(data))
     except ValidationError as e:
         raise ConfigError(
-            [f"{source}: {key}: {what}" for key, what in map(_describe, e.errors())]
+            [
+                f"{source}: {key}: {what}" if key else f"{source}: {what}"
+                for key, what in map(_describe, e.errors())
+            ]
         ) from None
 
 

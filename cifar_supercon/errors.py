@@ -38,6 +38,10 @@ class CheckpointError(SuperconError):
     """A checkpoint is missing, truncated, unsafe or does not fit the model."""
 
 
+class RunFileError(SuperconError):
+    """A file of a run or sweep folder (metrics.csv, summary.json) is damaged or foreign."""
+
+
 class TrainingDiverged(SuperconError):
     """The training loss stopped being finite."""
 

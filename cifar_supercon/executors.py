@@ -18,6 +18,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import wait
@@ -73,7 +74,10 @@ def parse_devices(text: str) -> list[str]:
 
 def _child(work: Work, task: Any, device: str, results: Any) -> None:
     processes.die_with_parent()  # the run saves its checkpoint and stops
-    results.send(work(task, "cpu" if device == "cpu" else "cuda"))
+    try:
+        results.send(work(task, "cpu" if device == "cpu" else "cuda"))
+    except (Interrupted, KeyboardInterrupt):
+        sys.exit(Interrupted.exit_code)  # the sweep's own process says so, in one line
 
 
 class Devices:

@@ -16,15 +16,36 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from . import runs
+from .errors import UsageError
 from .schedule import Cyclic, MultiStep, OneCycle, Schedule
 
 LR_COLOUR, MOMENTUM_COLOUR = "tab:blue", "tab:orange"
 
 
+IMAGE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "webp")
+
+
+def image_format(path: Path, source: str = "") -> str:
+    """The format a figure is written in, from the file name; a folder or another suffix is a
+    usage error (checked before any work, by the commands that take a path)."""
+    where = f"{source} {path}" if source else str(path)
+    if str(path) in ("", ".") or path.is_dir():
+        raise UsageError(f"{where}: is a folder; give a file name such as {path / 'figure.png'}")
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in IMAGE_FORMATS:
+        raise UsageError(
+            f"{where}: expected an image file name ending in .{', .'.join(IMAGE_FORMATS)}"
+        )
+    return suffix
+
+
 def save(figure: Figure, path: Path) -> Path:
-    """Write a PNG (Agg, whatever the session's backend)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
+    """Write the figure (Agg, whatever the session's backend) through runs.write_bytes: atomic,
+    and a path that cannot be written is one line naming it."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=image_format(path), dpi=120, bbox_inches="tight")
+    runs.write_bytes(path, buffer.getvalue())
     return path
 
 

@@ -24,7 +24,7 @@ import torch
 
 from . import config as config_lib
 from .config import Config
-from .errors import CheckpointError, DataError, SuperconError, UsageError
+from .errors import CheckpointError, DataError, RunFileError, SuperconError, UsageError
 
 try:
     import fcntl
@@ -106,16 +106,31 @@ def locked(folder: Path, what: str = "this run") -> Iterator[None]:
 
 
 def write_text(path: Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: Path, data: bytes) -> None:
     """Write through a temporary file and a rename: readers never see a partial file.
 
     A target that exists and is not a regular file (/dev/stdout, a pipe) is written straight
-    to: renaming over it would replace the device or pipe with a file.
+    to: renaming over it would replace the device or pipe with a file. A path that cannot be
+    written (a folder, a parent that is a file, no permission) is one line naming it.
     """
-    if path.exists() and not path.is_file():
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-        return
-    write_atomically(path, lambda f: f.write(text.encode("utf-8")))
+    try:
+        if path.is_dir():
+            raise UsageError(f"{path}: is a folder; give a file name")
+        existing = next(a for a in path.absolute().parents if a.exists())
+        if not existing.is_dir():
+            raise SuperconError(f"{path}: cannot be written ({existing} is a file, not a folder)")
+        if path.exists() and not path.is_file():
+            with open(path, "wb") as f:
+                f.write(data)
+            return
+        write_atomically(path, lambda f: f.write(data), size_hint=len(data))
+    except OSError as e:
+        raise SuperconError(
+            f"{path}: cannot be written ({e.strerror or type(e).__name__})"
+        ) from None
 
 
 def write_atomically(path: Path, write: Callable[[BinaryIO], object], size_hint: int = 0) -> None:
@@ -200,8 +215,59 @@ def write_metrics(run: Path, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 def read_metrics(run: Path) -> list[dict[str, str]]:
-    with open(run / METRICS_FILE, encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f))
+    """metrics.csv's rows, checked: this tool's columns, numbers (or empty) in every cell."""
+    path = run / METRICS_FILE
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            columns = reader.fieldnames or []
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise RunFileError(f"{path}: cannot be read as metrics ({_reason(e)})") from None
+    if missing := [c for c in METRIC_COLUMNS if c not in columns]:
+        raise RunFileError(f"{path}: not this tool's metrics (no column {', '.join(missing)})")
+    for number, row in enumerate(rows, start=2):
+        for column in METRIC_COLUMNS:
+            if not _is_number_or_empty(row[column]):
+                raise RunFileError(f"{path}: line {number}: {column} {row[column]!r} is no number")
+    return rows
+
+
+SUMMARY_KEYS = ("test_accuracy", "best_test_accuracy", "train_seconds")
+
+
+def read_summary(run: Path) -> dict[str, Any]:
+    """summary.json, checked: a mapping with the figures that comparisons and sweeps read."""
+    path = run / SUMMARY_FILE
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise RunFileError(f"{path}: not valid JSON ({_reason(e)})") from None
+    if not isinstance(summary, dict):
+        raise RunFileError(f"{path}: expected a mapping, got a {type(summary).__name__}")
+    wrong = [k for k in SUMMARY_KEYS if not _is_number(summary.get(k))]
+    if wrong:
+        raise RunFileError(f"{path}: no number for {', '.join(wrong)}: not this tool's summary")
+    return summary
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_number_or_empty(text: str | None) -> bool:
+    if text == "":
+        return True
+    try:
+        float(text or "x")
+    except ValueError:
+        return False
+    return True
+
+
+def _reason(error: Exception) -> str:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {first}"[:160] if first else type(error).__name__
 
 
 def write_summary(run: Path, summary: Mapping[str, Any]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ def read_rows(folder: Path, spec: Spec, target: float) -> list[dict[str, Any]]:
             row: dict[str, Any] = {"run": name, **dict(cell), "seed": seed}
             row.update(dict.fromkeys(RESULT_COLUMNS, ""))
             if (run / runs.SUMMARY_FILE).is_file():
-                summary = json.loads((run / runs.SUMMARY_FILE).read_text(encoding="utf-8"))
+                summary = runs.read_summary(run)
                 reached = [
                     int(r["epoch"])
                     for r in runs.read_metrics(run)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import yaml
 from . import config as config_lib
 from . import runs
 from .config import Config
-from .errors import ConfigError, UsageError
+from .errors import ConfigError, SuperconError, UsageError
 
 SPEC_FILE = "sweep.yaml"
 RUNS_DIR = "runs"
@@ -32,34 +33,48 @@ def parse_grid(text: str) -> tuple[str, list[Any]]:
     read as YAML (numbers, true/false, names)."""
     key, sep, values = text.partition("=")
     key = key.strip()
-    items = [v.strip() for v in values.split(",") if v.strip()]
-    if not sep or not items:
+    items = [v.strip() for v in values.split(",")]
+    if not sep or not key or not any(items):
         raise ConfigError(
             [f"--grid {text!r}: expected KEY=V1,V2,..., e.g. --grid schedule.lr_max=0.2,0.4,0.8"]
         )
-    config_lib.check_key(key, f"--grid {key}")
-    if key == "seed" or key in PLACE_KEYS:
-        raise ConfigError([f"--grid {key}: not a grid key (use --seeds for seeds)"])
-    parsed = [config_lib.parse_set(f"{key}={item}").value for item in items]
-    if len(set(map(repr, parsed))) != len(parsed):
-        raise ConfigError([f"--grid {text!r}: a value is listed twice"])
-    return key, parsed
+    if not all(items):
+        raise ConfigError([f"--grid {text!r}: a value is empty (two commas, or one at an end)"])
+    config_lib.check_key(key, "--grid")
+    check_grid_key(key, "--grid")
+    return key, [config_lib.parse_set(f"{key}={item}", "--grid").value for item in items]
+
+
+def check_grid_key(key: str, source: str) -> None:
+    """Seeds, data and device are not what a grid varies."""
+    if key == "seed":
+        raise ConfigError([f"{source} seed: not a grid key (use --seeds)"])
+    if key in PLACE_KEYS:
+        raise ConfigError(
+            [
+                f"{source} {key}: not a grid key (where the data is and which device runs it "
+                "are the same for every run: use --data-dir / --device)"
+            ]
+        )
+
+
+MAX_SEEDS = 100_000  # a course's hundreds of seeds fit many times over; a typo does not
 
 
 def parse_seeds(text: str) -> list[int]:
-    """`0-4`, `0,1,2` or `0-2,7` -> sorted distinct seeds."""
+    """`0-4`, `0,1,2` or `0-2,7` -> sorted distinct seeds (ASCII digits, 0 <= seed < 2**32)."""
     seeds: set[int] = set()
-    try:
-        for part in (p.strip() for p in text.split(",") if p.strip()):
-            first, _, last = part.partition("-")
-            low, high = int(first), int(last or first)
-            if low < 0 or high < low:
-                raise ValueError
-            seeds.update(range(low, high + 1))
-    except ValueError:
-        seeds.clear()
-    if not seeds:
-        raise UsageError(f"--seeds {text!r}: expected seeds like 0-4, 0,1,2 or 0-2,7 (>= 0)")
+    for part in (p.strip() for p in text.split(",")):
+        bounds = re.fullmatch(r"(\d+)(?:-(\d+))?", part, re.ASCII)
+        low, high = (int(bounds[1]), int(bounds[2] or bounds[1])) if bounds else (0, -1)
+        if high < low or high > config_lib.MAX_SEED:
+            raise UsageError(
+                f"--seeds {text!r}: expected seeds like 0-4, 0,1,2 or 0-2,7 "
+                f"(0 <= seed <= {config_lib.MAX_SEED})"
+            )
+        if len(seeds) + high - low + 1 > MAX_SEEDS:
+            raise UsageError(f"--seeds {text!r}: more than {MAX_SEEDS:,} seeds")
+        seeds.update(range(low, high + 1))
     return sorted(seeds)
 
 
@@ -140,7 +155,12 @@ def open_folder(folder: Path, spec: Spec) -> None:
         return
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise UsageError(f"{folder}: exists and is not a sweep folder (no {SPEC_FILE})")
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SuperconError(
+            f"{folder}: cannot create the sweep folder here ({e.strerror}); choose another --out"
+        ) from None
     runs.write_text(spec_path, yaml.safe_dump(spec.as_dict(), sort_keys=False))
 
 
@@ -148,7 +168,7 @@ def read_spec(folder: Path) -> Spec:
     try:
         data = yaml.safe_load((folder / SPEC_FILE).read_text(encoding="utf-8"))
         return Spec(data["config"], data["grid"], data["seeds"])
-    except (OSError, yaml.YAMLError, TypeError, KeyError) as e:
+    except (OSError, yaml.YAMLError, TypeError, KeyError, RecursionError) as e:
         raise UsageError(f"{folder / SPEC_FILE}: not a sweep spec ({type(e).__name__})") from None
 
 

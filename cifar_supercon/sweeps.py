@@ -40,6 +40,7 @@ from .sweep_spec import (
     RUNS_DIR,
     SPEC_FILE,
     Spec,
+    check_grid_key,
     make_spec,
     open_folder,
     run_name,
@@ -179,12 +180,22 @@ def sweep(
     per-cell statistics. The folder defaults to `<config name>-<spec digest>`, so the same call
     again continues the same sweep."""
     grid = dict(grid or {})
+    fixed = {o.key for o in overrides} if not isinstance(overrides, Mapping) else set(overrides)
     for key, values in grid.items():
-        config_lib.check_key(key, f"grid {key}")
+        config_lib.check_key(key, "grid")
+        check_grid_key(key, "grid")
         if not values:
             raise UsageError(f"grid {key}: no values")
+        if key in fixed:
+            raise UsageError(f"{key} is both a grid key and set to one value: give it once")
+    outside = [s for s in seeds if not 0 <= s <= config_lib.MAX_SEED]
+    if not seeds or outside:
+        raise UsageError(f"seeds {list(seeds)[:5]}: expected 0 <= seed <= {config_lib.MAX_SEED}")
     base = api.resolve_config(config, overrides)
-    grid = {key: [_validated(base, key, v) for v in values] for key, values in grid.items()}
+    grid = {
+        key: _distinct(key, [_validated(base, key, v) for v in values], values)
+        for key, values in grid.items()
+    }
     spec = make_spec(base, grid, seeds)
     place = {"data.root": str(base.data.root), "train.device": base.train.device}
     folder = Path(out) / (name or f"{base.name}-{spec.digest()}")
@@ -228,6 +239,17 @@ def _validated(base: Config, key: str, value: Any) -> Any:
     for part in key.split("."):
         node = getattr(node, part)
     return node if isinstance(node, bool | int | float | str) else value
+
+
+def _distinct(key: str, values: list[Any], given: Sequence[Any]) -> list[Any]:
+    """Two spellings of one value (0.1 and 1e-1) would be one run counted twice."""
+    for i, value in enumerate(values):
+        if value in values[:i]:
+            first = values.index(value)
+            raise UsageError(
+                f"grid {key}: {given[first]!r} and {given[i]!r} are the same value; list each once"
+            )
+    return values
 
 
 def _outcome(row: Mapping[str, Any]) -> str:

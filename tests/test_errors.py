@@ -154,6 +154,24 @@ def sweep_named_x(ws: Path, _: pytest.MonkeyPatch) -> None:
     (ws / "sw" / "x" / "sweep.yaml").write_text("config: {}\ngrid: {}\nseeds: [5]\n")
 
 
+def damaged_run(kind: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    """A run folder whose metrics.csv or summary.json is not what this tool wrote."""
+
+    def prepare(ws: Path, _: pytest.MonkeyPatch) -> None:
+        run = ws / "damaged"
+        run.mkdir()
+        header = ",".join(runs.METRIC_COLUMNS)
+        metrics = "epoch,loss\n1,2.0\n" if kind == "metrics" else f"{header}\n1,0.1,2,0.1,2,0.1,1\n"
+        (run / "metrics.csv").write_text(metrics)
+        (run / "summary.json").write_text("{not json" if kind == "summary" else "{}")
+
+    return prepare
+
+
+def deep_yaml(ws: Path, _: pytest.MonkeyPatch) -> None:
+    (ws / "deep.yaml").write_text("[" * 20_000)
+
+
 def pickled_payload(ws: Path, _: pytest.MonkeyPatch) -> None:
     torch.save({"format": 1, "model": Payload(ws / "pwned")}, ws / "evil.pt")
 
@@ -448,17 +466,152 @@ CASES = {
     "sweep: unknown grid key": Case(
         lambda ws, c: ["sweep", "--config", str(c), "--grid", "schedule.lr_mx=0.1,0.2"],
         2,
-        "--grid schedule.lr_mx: schedule.lr_mx: unknown key (did you mean 'lr_max'?)",
+        "--grid: schedule.lr_mx: unknown key (did you mean 'lr_max'?)",
     ),
-    "sweep: a value listed twice": Case(
-        lambda ws, c: ["sweep", "--config", str(c), "--grid", "schedule.lr_max=0.1,0.1"],
+    "sweep: a value listed twice (in any spelling)": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--grid", "schedule.lr_max=0.1,1e-1"],
         2,
-        "--grid 'schedule.lr_max=0.1,0.1': a value is listed twice",
+        "grid schedule.lr_max: 0.1 and '1e-1' are the same value; list each once",
+    ),
+    "sweep: an empty grid value": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--grid", "schedule.lr_max=0.1,,0.2"],
+        2,
+        "--grid 'schedule.lr_max=0.1,,0.2': a value is empty",
+    ),
+    "sweep: a grid key given twice": Case(
+        lambda ws, c: [
+            "sweep",
+            "-c",
+            str(c),
+            "-g",
+            "schedule.lr_max=0.1",
+            "-g",
+            "schedule.lr_max=0.2",
+        ],
+        2,
+        "--grid schedule.lr_max: given twice; list all its values in one --grid",
+    ),
+    "sweep: a grid key also set to one value": Case(
+        lambda ws, c: ["sweep", "-c", str(c), "-g", "train.epochs=1,2", "--epochs", "3"],
+        2,
+        "train.epochs is both a grid key and set to one value: give it once",
+    ),
+    "sweep: where the data is, as a grid key": Case(
+        lambda ws, c: ["sweep", "-c", str(c), "-g", "data.root=a,b"],
+        2,
+        "--grid data.root: not a grid key (where the data is and which device runs it",
     ),
     "sweep: bad seeds": Case(
         lambda ws, c: ["sweep", "--config", str(c), "--seeds", "3-1"],
         2,
-        "--seeds '3-1': expected seeds like 0-4, 0,1,2 or 0-2,7 (>= 0)",
+        "--seeds '3-1': expected seeds like 0-4, 0,1,2 or 0-2,7 (0 <= seed <= 4294967295)",
+    ),
+    "sweep: a seed beyond 2**32 - 1": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--seeds", "0-99999999999"],
+        2,
+        "--seeds '0-99999999999': expected seeds like",
+    ),
+    "sweep: too many seeds": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--seeds", "0-200000"],
+        2,
+        "--seeds '0-200000': more than 100,000 seeds",
+    ),
+    "sweep: --ray-address without the Ray executor": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--ray-address", "x:1"],
+        2,
+        "--ray-address is for --executor ray",
+    ),
+    "sweep: --devices empty": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--devices", ""],
+        2,
+        "--devices '': expected comma-separated GPU indices or 'cpu'",
+    ),
+    "sweep: --out is a file": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--out", str(c)],
+        1,
+        "cannot create the sweep folder here (Not a directory); choose another --out",
+    ),
+    "sweep: no run finished": Case(
+        lambda ws, c: [
+            "sweep",
+            "--config",
+            str(c),
+            "--grid",
+            "schedule.lr_max=-1,-2",
+            "--out",
+            str(ws / "sw"),
+        ],
+        1,
+        "no run of the sweep finished (2 failed; the first: ",
+    ),
+    "compare: summary.json damaged": Case(
+        lambda ws, c: ["compare", str(ws / "damaged"), "--png", str(ws / "c.png")],
+        1,
+        "damaged/summary.json: not valid JSON (JSONDecodeError",
+        prepare=damaged_run("summary"),
+    ),
+    "compare: summary.json of another tool": Case(
+        lambda ws, c: ["compare", str(ws / "damaged"), "--png", str(ws / "c.png")],
+        1,
+        "damaged/summary.json: no number for test_accuracy, best_test_accuracy, train_seconds",
+        prepare=damaged_run("foreign summary"),
+    ),
+    "compare: metrics.csv of another tool": Case(
+        lambda ws, c: ["compare", str(ws / "damaged"), "--png", str(ws / "c.png")],
+        1,
+        "damaged/metrics.csv: not this tool's metrics (no column lr, train_loss",
+        prepare=damaged_run("metrics"),
+    ),
+    "usage: an image name without an image suffix": Case(
+        lambda ws, c: ["plot-schedule", "--out", "s.txt"],
+        2,
+        "--out s.txt: expected an image file name ending in .png, .pdf, .svg",
+    ),
+    "usage: a folder where an image file is wanted": Case(
+        lambda ws, c: ["compare", str(ws), "--png", str(ws)],
+        2,
+        "is a folder; give a file name such as",
+    ),
+    "usage: --csv the same file as --out": Case(
+        lambda ws, c: ["plot-schedule", "--out", "s.png", "--csv", "s.png"],
+        2,
+        "--csv s.png: the same file as --out; give each its own name",
+    ),
+    "usage: an option without its value": Case(
+        lambda ws, c: ["train", "--epochs"],
+        2,
+        "supercon train: Option '--epochs' requires an argument. (see supercon train --help)",
+    ),
+    "usage: too many steps to draw": Case(
+        lambda ws, c: ["plot-schedule", "--epochs", "100000", "--batch-size", "1"],
+        2,
+        "5,000,000,000 steps are too many to draw or list (at most 2,000,000)",
+    ),
+    "files: an output path that cannot be written": Case(
+        lambda ws, c: ["plot-schedule", "--out", str(c / "s.png")],
+        1,
+        "tiny.yaml is a file, not a folder)",
+    ),
+    "config: a section given as a --set value": Case(
+        lambda ws, c: ["config", "show", "--set", "train={epochs: 3}"],
+        2,
+        "--set: train: is a section, not a value",
+    ),
+    "config: a mapping given as a --set value": Case(
+        lambda ws, c: ["config", "show", "--set", "train.epochs={a: 1}"],
+        2,
+        "--set 'train.epochs={a: 1}': a mapping is not a value; set one key at a time",
+    ),
+    "config: YAML nested too deeply": Case(
+        lambda ws, c: ["config", "show", "--config", str(ws / "deep.yaml")],
+        2,
+        "deep.yaml: not valid YAML (nested too deeply)",
+        prepare=deep_yaml,
+    ),
+    "config: lr_min above what the range test can suggest": Case(
+        lambda ws, c: ["train", "--config", str(c), "--lr-max", "auto", "--lr-min", "20"],
+        2,
+        "schedule.lr_min: must be less than finder.end_lr (10), the largest lr_max",
     ),
     "sweep: bad --devices": Case(
         lambda ws, c: ["sweep", "--config", str(c), "--devices", "0,gpu1"],

@@ -69,13 +69,37 @@ def test_grid_and_seed_parsing() -> None:
         sweep_spec.parse_grid("schedule.lr_mx=0.1,0.2")
     with pytest.raises(ConfigError, match="use --seeds"):
         sweep_spec.parse_grid("seed=1,2")
-    with pytest.raises(ConfigError, match="listed twice"):
-        sweep_spec.parse_grid("schedule.lr_max=0.1,0.1")
     with pytest.raises(ConfigError, match="expected KEY=V1,V2"):
         sweep_spec.parse_grid("schedule.lr_max")
-    for bad in ("", "3-1", "-1", "a"):
+    with pytest.raises(ConfigError, match="expected KEY=V1,V2"):
+        sweep_spec.parse_grid("=0.1")
+    with pytest.raises(
+        ConfigError, match=r"^--grid 'schedule.lr_max=\[0.1': the value is not valid"
+    ):
+        sweep_spec.parse_grid("schedule.lr_max=[0.1,0.2]")
+    assert sweep_spec.parse_seeds(f"{2**32 - 2}-{2**32 - 1}") == [2**32 - 2, 2**32 - 1]
+    for bad in ("", "3-1", "-1", "a", "0-", "1,,2", "\u0661", "4294967296", "0-99999999999"):
         with pytest.raises(UsageError, match="expected seeds"):
             sweep_spec.parse_seeds(bad)
+    with pytest.raises(UsageError, match="more than 100,000 seeds"):
+        sweep_spec.parse_seeds("0-99999,100000-100001")
+
+
+def test_grid_values_are_compared_as_the_config_reads_them(tmp_path: Path) -> None:
+    """0.1 and 1e-1 (a string to YAML, 0.1 to the config) are one run, not two."""
+    config = tmp_path / "c.yaml"
+    config.write_text("train: {epochs: 2}\nschedule: {peak_epoch: 1}\n")
+    with pytest.raises(UsageError, match=r"0\.1 and .1e-1. are the same value"):
+        sweep_lib.sweep(config, grid={"schedule.lr_max": [0.1, "1e-1"]}, out=tmp_path, log=print)
+    with pytest.raises(UsageError, match="both a grid key and set to one value"):
+        sweep_lib.sweep(
+            config,
+            overrides={"schedule.lr_max": 0.2},
+            grid={"schedule.lr_max": [0.1, 0.3]},
+            out=tmp_path,
+            log=print,
+        )
+    assert [p.name for p in tmp_path.iterdir()] == ["c.yaml"]  # refused before any folder
 
 
 def test_cells_are_the_cartesian_product_in_the_order_given() -> None:
@@ -191,9 +215,14 @@ def test_a_sweep_folder_never_takes_another_spec(image_folder: Path, tmp_path: P
     assert err.count("\n") == 1 and "holds another sweep" in err and "seeds [0] there" in err
 
 
-def test_sigterm_stops_a_sweep_with_one_line(image_folder: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("executor", [[], ["--devices", "cpu"]], ids=["local", "devices"])
+def test_sigterm_stops_a_sweep_with_one_line(
+    image_folder: Path, tmp_path: Path, executor: list[str]
+) -> None:
+    """The sweep's process says it stopped, once: a run in a process of its own stops quietly."""
     config = write_config(image_folder, tmp_path, epochs=30)
-    process = sweep_cli("--config", str(config), "--seeds", "0-1", "--out", "sw", cwd=tmp_path)
+    command = ["--config", str(config), "--seeds", "0-1", "--out", "sw", *executor]
+    process = sweep_cli(*command, cwd=tmp_path)
     wait_for(lambda: any(tmp_path.glob("sw/*/runs/*/checkpoints/last.pt")))
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
