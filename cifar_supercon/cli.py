@@ -71,12 +71,17 @@ class _OneLineErrors(TyperGroup):
 
 app = typer.Typer(
     cls=_OneLineErrors,
-    help="Super-convergence on CIFAR-10: LR range test, 1cycle policy, ResNet-9.",
+    help="Super-convergence on CIFAR-10: LR range test, 1cycle policy, ResNet-9.\n\n"
+    "Example: supercon find-lr --config configs/cpu-smoke.yaml, then supercon train --config "
+    "configs/default.yaml",
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-config_app = typer.Typer(help="Inspect configurations.", add_completion=False)
+config_app = typer.Typer(
+    help="Inspect configurations.\n\nExample: supercon config show --config configs/default.yaml",
+    add_completion=False,
+)
 app.add_typer(config_app, name="config")
 
 

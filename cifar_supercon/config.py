@@ -78,6 +78,8 @@ class Section(BaseModel):
         field = cls.model_fields.get(info.field_name or "")
         if isinstance(value, bool) and field is not None and not _accepts_bool(field.annotation):
             raise ValueError("expected a number, not a boolean")
+        if field is not None and field.annotation is Path and isinstance(value, str | Path):
+            return Path(value).expanduser()  # `~/data` as a shell would read it
         return value
 
 

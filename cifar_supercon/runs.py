@@ -14,6 +14,7 @@ import json
 import os
 import pickle
 import shutil
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -329,19 +330,27 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's warnings about foreign files: we say it once
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        detail = _reason(e)[:160]
+        if "global" not in str(e).lower():
+            raise CheckpointError(
+                f"{path}: not a checkpoint (not a file torch.save wrote)"
+            ) from None
         # weights_only refuses any global that is not a tensor or a plain value, which is how
         # a pickle would smuggle in code.
-        detail = str(e).split("\n")[0][:120]
         raise CheckpointError(
             f"{path}: refused: the file holds pickled objects that could run code ({detail})"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        detail = str(e).split("\n")[0][:120]
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({detail})") from None
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({_reason(e)})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a supercon checkpoint (format {CHECKPOINT_FORMAT})")
+        raise CheckpointError(
+            f"{path}: not a checkpoint of this tool (a {type(payload).__name__} without its "
+            f"format-{CHECKPOINT_FORMAT} marker: a bare state dict, or another program's file?)"
+        )
     return payload
 
 

@@ -176,6 +176,13 @@ def build(cfg: ScheduleConfig, epochs: int, steps_per_epoch: int) -> Schedule:
     if cfg.policy == "one_cycle":
         total, peak_step = epochs * steps_per_epoch, steps(cfg.peak_epoch) - 1
         last_peak = total - 2 - steps(cfg.annihilation_epochs)
+        if last_peak < 1:
+            raise ConfigError(
+                [
+                    f"train.epochs: {epochs} epoch(s) of {steps_per_epoch} step(s) are too few "
+                    "steps for a cycle that rises and falls: more epochs or a smaller batch"
+                ]
+            )
         if not 0 < peak_step <= last_peak:
             # The config checks epochs; in steps, a peak in the first or last step is still void.
             raise ConfigError(
