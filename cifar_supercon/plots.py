@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -44,7 +45,9 @@ def save(figure: Figure, path: Path) -> Path:
     """Write the figure (Agg, whatever the session's backend) through runs.write_bytes: atomic,
     and a path that cannot be written is one line naming it."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format=image_format(path), dpi=120, bbox_inches="tight")
+    with warnings.catch_warnings():  # class names in scripts the font lacks draw as boxes
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        figure.savefig(buffer, format=image_format(path), dpi=120, bbox_inches="tight")
     runs.write_bytes(path, buffer.getvalue())
     return path
 

@@ -278,7 +278,8 @@ def write_summary(run: Path, summary: Mapping[str, Any]) -> None:
 def check_resumable(run: Path) -> None:
     """A folder `--resume` can continue: a run of this tool that has not finished."""
     if not run.is_dir():
-        raise UsageError(f"--resume {run}: no such directory")
+        what = "a file, not a run directory" if run.exists() else "no such directory"
+        raise UsageError(f"--resume {run}: {what}")
     if not (run / CONFIG_FILE).is_file():
         raise UsageError(f"--resume {run}: not a run directory (no {CONFIG_FILE})")
     if (run / SUMMARY_FILE).is_file():

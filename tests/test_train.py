@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import torch
 import yaml
 from conftest import tiny_config
 
-from cifar_supercon import api, engine, runs
+from cifar_supercon import api, engine, plots, runs
 from cifar_supercon import config as config_lib
 from cifar_supercon import progress as progress_lib
 from cifar_supercon import report as report_lib
@@ -387,3 +388,11 @@ def test_lr_max_auto_runs_the_finder_inside_the_run(reference: dict, tmp_path: P
     assert resolved.schedule.lr_max == suggested["schedule"]["lr_max"] == summary["lr_max"]
     assert resolved.schedule.lr_min == suggested["schedule"]["lr_min"]
     assert (run / "lr_finder" / "lr_finder.png").is_file()
+
+
+def test_class_names_the_font_lacks_draw_without_warnings(tmp_path: Path) -> None:
+    figure = plots.confusion_figure([[2, 0], [1, 1]], ["猫", "犬"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plots.save(figure, tmp_path / "confusion.png")
+    assert (tmp_path / "confusion.png").read_bytes().startswith(b"\x89PNG")
