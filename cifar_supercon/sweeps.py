@@ -221,7 +221,10 @@ def sweep(
             write_summary(folder, spec, cell_statistics(rows, spec.keys, target), target)
 
         done({})
-        (executor or executors.Local()).run(run_task, todo, done)
+        try:
+            (executor or executors.Local()).run(run_task, todo, done)
+        finally:
+            done({})  # a stopped sweep's results.csv shows its runs as interrupted, not pending
         rows = read_rows(folder, spec, target)
         stats = cell_statistics(rows, spec.keys, target)
         written = write_plots(folder, spec, stats)

@@ -228,6 +228,8 @@ def test_sigterm_stops_a_sweep_with_one_line(
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130
     assert err.count("\n") == 1 and "run the same command again to continue" in err
+    (results,) = tmp_path.glob("sw/*/results.csv")
+    assert [r["status"] for r in read_csv(results)] == ["interrupted", "pending"]
 
 
 def local_reference(config: Path, tmp_path: Path) -> list[dict[str, str]]:
