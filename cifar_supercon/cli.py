@@ -27,7 +27,7 @@ from . import comparison as compare_lib
 from . import config as config_lib
 from . import sweeps as sweep_lib
 from .config import Override
-from .errors import Interrupted, SuperconError, UsageError
+from .errors import STOPPED_BY_SIGNAL, Interrupted, SuperconError, UsageError, describe
 
 out_console = Console(soft_wrap=True, highlight=False)
 err_console = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -62,7 +62,7 @@ class _OneLineErrors(TyperGroup):
             _error(f"{where}: {e.format_message()} (see {where} --help)")  # type: ignore[attr-defined]
             code = e.exit_code  # type: ignore[attr-defined]
         except typer.Abort:  # click's name for a KeyboardInterrupt outside a command's own handling
-            _stopped("interrupted (Ctrl-C or SIGTERM)")
+            _stopped(STOPPED_BY_SIGNAL)
             code = 130
         if not standalone_mode:
             return code
@@ -133,13 +133,12 @@ def _reported(debug: bool) -> Iterator[None]:
         _error(str(e))
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:
-        _stopped("interrupted (Ctrl-C or SIGTERM)")
+        _stopped(STOPPED_BY_SIGNAL)
         raise typer.Exit(130) from None
     except Exception as e:
         if debug:
             raise
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        _error(f"{type(e).__name__}: {first} (run again with --debug for the traceback)")
+        _error(f"{describe(e)} (run again with --debug for the traceback)")
         raise typer.Exit(1) from None
 
 
@@ -502,11 +501,11 @@ def sweep(
     """
     with _reported(debug):
         overrides = _overrides(set_, epochs=epochs, device=device, data_dir=data_dir)
-        parsed = [sweep_spec.parse_grid(g) for g in grid or []]
-        grids = dict(parsed)
-        if len(grids) < len(parsed):
-            twice = next(k for i, (k, _) in enumerate(parsed) if k in dict(parsed[:i]))
-            raise UsageError(f"--grid {twice}: given twice; list all its values in one --grid")
+        grids: dict[str, list[Any]] = {}
+        for key, values in map(sweep_spec.parse_grid, grid or []):
+            if key in grids:
+                raise UsageError(f"--grid {key}: given twice; list all its values in one --grid")
+            grids[key] = values
         if executor == "ray":
             if devices is not None:
                 raise UsageError("--devices is for --executor local; Ray places runs itself")

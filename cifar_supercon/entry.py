@@ -9,9 +9,9 @@ import sys
 from types import FrameType
 
 from . import processes
+from .errors import STOPPED_BY_SIGNAL, Interrupted
 
-INTERRUPTED = 130
-STOPPED = "stopped: interrupted (Ctrl-C or SIGTERM)\n"
+STOPPED = f"stopped: {STOPPED_BY_SIGNAL}\n"
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -19,7 +19,7 @@ def _stop_while_starting(signum: int, frame: FrameType | None) -> None:
     # Nothing is written yet, and an exception raised inside a half-done import of a third-party
     # package can leave it broken (numpy then recurses): leave at once.
     os.write(sys.stderr.fileno(), STOPPED.encode())
-    os._exit(INTERRUPTED)
+    os._exit(Interrupted.exit_code)
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
             run_command_line()
     except KeyboardInterrupt:
         sys.stderr.write(STOPPED)
-        sys.exit(INTERRUPTED)
+        sys.exit(Interrupted.exit_code)
     finally:
         # The command is over and has said so; a signal during the interpreter's teardown (a
         # second or more with torch loaded) must not turn its exit code into a silent death.

@@ -9,6 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+STOPPED_BY_SIGNAL = "interrupted (Ctrl-C or SIGTERM)"  # a stop outside a run's own checkpointing
+
+
+def describe(error: BaseException) -> str:
+    """`KeyError: 'config'`: the type and the first line of an unexpected error's message."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {first}"[:160] if first else type(error).__name__
+
 
 class SuperconError(Exception):
     """A failure the user can act on. Exit code 1: the command was fine, the world was not."""

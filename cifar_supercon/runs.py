@@ -25,7 +25,14 @@ import torch
 
 from . import config as config_lib
 from .config import Config
-from .errors import CheckpointError, DataError, RunFileError, SuperconError, UsageError
+from .errors import (
+    CheckpointError,
+    DataError,
+    RunFileError,
+    SuperconError,
+    UsageError,
+    describe,
+)
 
 try:
     import fcntl
@@ -224,7 +231,7 @@ def read_metrics(run: Path) -> list[dict[str, str]]:
             rows = list(reader)
             columns = reader.fieldnames or []
     except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise RunFileError(f"{path}: cannot be read as metrics ({_reason(e)})") from None
+        raise RunFileError(f"{path}: cannot be read as metrics ({describe(e)})") from None
     if missing := [c for c in METRIC_COLUMNS if c not in columns]:
         raise RunFileError(f"{path}: not this tool's metrics (no column {', '.join(missing)})")
     for number, row in enumerate(rows, start=2):
@@ -243,7 +250,7 @@ def read_summary(run: Path) -> dict[str, Any]:
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise RunFileError(f"{path}: not valid JSON ({_reason(e)})") from None
+        raise RunFileError(f"{path}: not valid JSON ({describe(e)})") from None
     if not isinstance(summary, dict):
         raise RunFileError(f"{path}: expected a mapping, got a {type(summary).__name__}")
     wrong = [k for k in SUMMARY_KEYS if not _is_number(summary.get(k))]
@@ -264,11 +271,6 @@ def _is_number_or_empty(text: str | None) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _reason(error: Exception) -> str:
-    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {first}"[:160] if first else type(error).__name__
 
 
 def write_summary(run: Path, summary: Mapping[str, Any]) -> None:
@@ -335,7 +337,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             warnings.simplefilter("ignore")
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        detail = _reason(e)[:160]
         if "global" not in str(e).lower():
             raise CheckpointError(
                 f"{path}: not a checkpoint (not a file torch.save wrote)"
@@ -343,10 +344,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         # weights_only refuses any global that is not a tensor or a plain value, which is how
         # a pickle would smuggle in code.
         raise CheckpointError(
-            f"{path}: refused: the file holds pickled objects that could run code ({detail})"
+            f"{path}: refused: the file holds pickled objects that could run code ({describe(e)})"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({_reason(e)})") from None
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({describe(e)})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{path}: not a checkpoint of this tool (a {type(payload).__name__} without its "

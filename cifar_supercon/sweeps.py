@@ -180,7 +180,7 @@ def sweep(
     per-cell statistics. The folder defaults to `<config name>-<spec digest>`, so the same call
     again continues the same sweep."""
     grid = dict(grid or {})
-    fixed = {o.key for o in overrides} if not isinstance(overrides, Mapping) else set(overrides)
+    fixed = {o.key for o in config_lib.as_overrides(overrides)}
     for key, values in grid.items():
         config_lib.check_key(key, "grid")
         check_grid_key(key, "grid")
