@@ -68,6 +68,7 @@ def train(
         with runs.locked(run):
             for folder in (run, run / runs.CHECKPOINTS, run / "plots"):
                 runs.remove_stale_temporaries(folder)  # of a writer killed mid-write
+            runs.check_resume_config(run, cfg)
             setup = engine.build(cfg, log)
             summary = fit(cfg, run, log=log, progress=progress, setup=setup)
         return {**summary, "run_dir": str(run)}

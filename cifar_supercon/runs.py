@@ -210,7 +210,27 @@ def write_config(run: Path, cfg: Config) -> None:
 
 
 def read_config(run: Path, overrides: Sequence[config_lib.Override] = ()) -> Config:
-    return config_lib.load([run / CONFIG_FILE], overrides)
+    """The run's config.yaml; refused when emptied, which would otherwise read as the defaults."""
+    path = run / CONFIG_FILE
+    try:
+        empty = not path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError as e:
+        raise RunFileError(f"{path}: cannot be read ({describe(e)})") from None
+    if empty:
+        raise RunFileError(
+            f"{path}: empty; this tool writes every key of the run's config there: restore it "
+            "(from a backup), or start a new run"
+        )
+    return config_lib.load([path], overrides)
+
+
+def check_resume_config(run: Path, cfg: Config) -> None:
+    """Before any data loads: the config a resume would use must be its last.pt's (see
+    `resume_changes`), so an edited config.yaml fails in a second, not after minutes of decoding."""
+    last = run / CHECKPOINTS / LAST
+    if last.is_file():
+        payload = load_checkpoint(last)
+        resume_changes(checkpoint_config(payload, last), cfg, last)
 
 
 def write_metrics(run: Path, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -437,10 +437,17 @@ CASES = {
         prepare=lost_checkpoint,
     ),
     "runs: config.yaml edited before --resume": Case(
-        lambda ws, c: ["train", "--resume", str(ws / "edited-epochs"), "--no-progress"],
+        # checked before the data loads: the data folder given here does not even exist
+        lambda ws, c: ["train", "--resume", str(ws / "edited-epochs"), "--data-dir", str(ws / "x")],
         1,
         "the run's config.yaml no longer matches its checkpoint (train.epochs is 2 there, 5 now)",
         prepare=edited_config,
+    ),
+    "runs: config.yaml emptied before --resume": Case(
+        lambda ws, c: ["train", "--resume", str(ws / "emptied")],
+        1,
+        "emptied/config.yaml: empty; this tool writes every key of the run's config there",
+        prepare=lambda ws, _: (unfinished_run(ws, "emptied") / "config.yaml").write_text("\n"),
     ),
     "runs: output folder not writable": Case(
         lambda ws, c: train(ws, c, "--out", str(ws / "a-file" / "runs")),
