@@ -165,9 +165,13 @@ def fit(
             final_eval, improved = _end_epoch(setup, scheduler, state, sums, epoch, run, log)
             if improved:  # a copy on the device: cheap, unlike writing it every epoch
                 best_pending = copy.deepcopy(_payload(setup, scheduler, state))
+            # The first epoch always lands a checkpoint, before metrics.csv records it: an epoch
+            # on record then means a checkpoint existed, so a run killed before its first
+            # clock-due save still resumes, and a missing last.pt is known to be lost.
             due = time.perf_counter() - last_saved >= cfg.train.checkpoint_seconds
-            if due or epoch == cfg.train.epochs or stop.received:
+            if due or not last_path.is_file() or epoch == cfg.train.epochs or stop.received:
                 save_checkpoints()
+            runs.write_metrics(run, state.rows)
             if stop.received:
                 raise _interrupted(stop.received, run, epoch, setup)
     if final_eval is None:  # resumed after the last epoch finished: evaluate once more
@@ -267,7 +271,7 @@ def _end_epoch(
     run: Path,
     log: Log,
 ) -> tuple[engine.EvalResult | None, bool]:
-    """Check the loss, evaluate, record the metrics row.
+    """Check the loss, evaluate, add the epoch's metrics row to `state` (the caller writes it).
 
     Returns the evaluation (if one ran) and whether it is the best so far.
     """
@@ -306,7 +310,6 @@ def _end_epoch(
     state.epochs_done = epoch
     state.train_seconds += sums.seconds
     state.partial = EpochSums()
-    runs.write_metrics(run, state.rows)
     # What is left at this session's pace (evaluations included): the whole run's ETA.
     per_epoch = (state.train_seconds + state.eval_seconds) / epoch
     eta = f"  eta {progress_lib.duration(per_epoch * (cfg.train.epochs - epoch))}"

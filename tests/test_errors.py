@@ -810,6 +810,26 @@ def test_random_kills_resume_to_the_same_metrics(image_folder: Path, tmp_path: P
     assert (run / "summary.json").is_file()
 
 
+def test_a_kill_before_the_clock_saved_anything_resumes(image_folder: Path, tmp_path: Path) -> None:
+    """Checkpoints follow a 60 s clock, but an epoch on record always has one behind it: a run
+    SIGKILLed once metrics.csv shows an epoch resumes to an uninterrupted run's metrics."""
+    cfg = tiny_config(
+        image_folder, tmp_path / "runs", train={"epochs": 20, "checkpoint_seconds": 3600}
+    )
+    (tmp_path / "tiny.yaml").write_text(config_lib.to_yaml(cfg))
+    reference = Path(api.train(cfg, log=lambda _: None)["run_dir"])
+    process = run_cli("train", "--config", "tiny.yaml", "--no-progress", cwd=tmp_path)
+    wait_for(lambda: len(list((tmp_path / "runs").glob("*/metrics.csv"))) == 2)
+    (run,) = [p.parent for p in (tmp_path / "runs").glob("*/metrics.csv") if p.parent != reference]
+    wait_for(lambda: process.poll() is not None or len(runs.read_metrics(run)) >= 1)
+    process.kill()
+    process.wait()
+    assert len(runs.read_metrics(run)) < 20, "finished before the kill: make the run longer"
+    resumed = run_cli("train", "--resume", str(run), "--no-progress", cwd=tmp_path)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert comparable_metrics(run) == comparable_metrics(reference)
+
+
 WRITER = """
 import sys, torch
 from pathlib import Path
