@@ -296,6 +296,25 @@ def cache_file(root: Path, kind: str, files: list[SourceFile] | None = None) -> 
     return root / CACHE_FOLDER / f"{kind}-{key}.pt"
 
 
+def _checked(split: Split, classes: int) -> Split:
+    """A cached split as decoding makes it: uint8 (N, 3, 32, 32) images, N int64 labels that
+    name a class. Anything else (a damaged or hand-made cache) would fail mid-run or mislabel."""
+    images, labels = split.images, split.labels
+    if not (
+        isinstance(images, torch.Tensor)
+        and isinstance(labels, torch.Tensor)
+        and images.dtype == torch.uint8
+        and images.dim() == 4
+        and tuple(images.shape[1:]) == (3, 32, 32)
+        and labels.dtype == torch.int64
+        and tuple(labels.shape) == (len(images),)
+        and len(labels) > 0
+        and 0 <= int(labels.min()) <= int(labels.max()) < classes
+    ):
+        raise ValueError("not the decoded images this cache should hold")
+    return split
+
+
 def _cached(
     path: Path,
     decode: Callable[[], tuple[Split, Split, tuple[str, ...]]],
@@ -305,12 +324,10 @@ def _cached(
     if path.is_file():
         try:
             saved = torch.load(path, weights_only=True)
-            return Dataset(
-                Split(saved["train_images"], saved["train_labels"]),
-                Split(saved["test_images"], saved["test_labels"]),
-                tuple(saved["classes"]),
-                description,
-            )
+            classes = tuple(saved["classes"])
+            train = _checked(Split(saved["train_images"], saved["train_labels"]), len(classes))
+            test = _checked(Split(saved["test_images"], saved["test_labels"]), len(classes))
+            return Dataset(train, test, classes, description)
         except Exception:  # a damaged cache is rebuilt, never trusted
             log(f"ignoring unreadable cache {path}")
     train, test, classes = decode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -180,6 +181,33 @@ def test_a_damaged_cache_is_rebuilt(tmp_path: Path) -> None:
     np.testing.assert_array_equal(train.images.numpy(), expected["train"][0])
     assert any("ignoring unreadable cache" in m for m in messages)
     assert cache.stat().st_size > 1000  # rewritten
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda c: c.update(train_labels=c["train_labels"][:-1]),  # one label short
+        lambda c: c.update(test_labels=c["test_labels"] + len(c["classes"])),  # no such class
+        lambda c: c.update(train_images=c["train_images"].float()),  # not uint8
+        lambda c: c.update(test_images=c["test_images"][:, :, :16]),  # 16 rows, not 32
+        lambda c: c.update(classes=c["classes"][:1]),  # labels beyond the classes listed
+    ],
+    ids=["labels short", "label out of range", "float images", "cropped", "classes dropped"],
+)
+def test_a_cache_that_does_not_hold_decoded_images_is_rebuilt(
+    tmp_path: Path, damage: Callable[[dict], None]
+) -> None:
+    expected = write_known_folder(tmp_path)
+    load_dataset(folder_config(tmp_path), seed=0)
+    (cache,) = cache_files(tmp_path)
+    content = torch.load(cache, weights_only=True)
+    damage(content)
+    torch.save(content, cache)
+    messages: list[str] = []
+    loaded = load_dataset(folder_config(tmp_path), seed=0, log=messages.append)
+    np.testing.assert_array_equal(loaded.train.images.numpy(), expected["train"][0])
+    np.testing.assert_array_equal(loaded.test.labels.numpy(), expected["test"][1])
+    assert any("ignoring unreadable cache" in m for m in messages)
 
 
 def test_a_cache_that_cannot_be_written_still_loads(
