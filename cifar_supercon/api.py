@@ -25,6 +25,7 @@ from .config import Config, Override
 from .data import load_dataset
 from .errors import CheckpointError, UsageError
 from .loader import EvalLoader, Normalizer
+from .model import NUM_CLASSES
 from .training import fit
 
 Log = Callable[[str], None]
@@ -135,7 +136,7 @@ def evaluate(
     cfg = config_lib.load([], overrides, base=runs.checkpoint_config(payload, path))
     device = engine.resolve_device(cfg.train.device)
     dtype = engine.resolve_precision(cfg.train.precision, device)
-    model = engine.build_model(cfg, device)
+    model = engine.build_model(cfg, device, len(payload.get("classes") or ()) or NUM_CLASSES)
     try:
         model.load_state_dict(payload["model"])
     except (RuntimeError, KeyError) as e:

@@ -117,8 +117,9 @@ def set_determinism(seed: int, deterministic: bool) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(cfg: Config, device: torch.device) -> ResNet9:
-    model = ResNet9(width=cfg.model.width, logit_scale=cfg.model.logit_scale)
+def build_model(cfg: Config, device: torch.device, num_classes: int) -> ResNet9:
+    """One output per class of the data (10 for CIFAR-10; an image folder may have more)."""
+    model = ResNet9(cfg.model.width, num_classes, cfg.model.logit_scale)
     memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     return model.to(device=device, memory_format=memory_format)
 
@@ -286,7 +287,7 @@ def build(cfg: Config, log: Log = lambda _: None) -> Setup:
         **layout,
     )
     test_loader = EvalLoader(dataset.test, cfg.train.eval_batch_size, normalizer, device, **layout)
-    model = build_model(cfg, device)
+    model = build_model(cfg, device, len(dataset.classes))
     compiled = cfg.train.compile is True or (cfg.train.compile == "auto" and device.type == "cuda")
     forward: nn.Module = (
         torch.compile(model, mode=cfg.train.compile_mode) if compiled else model  # type: ignore[assignment]

@@ -19,7 +19,7 @@ from torch import nn
 from . import plots, runs
 from . import schedule as schedule_lib
 from .config import Config
-from .model import IMAGE_SIZE, ResNet9
+from .model import IMAGE_SIZE, NUM_CLASSES, ResNet9
 
 PLOTS = "plots"
 TRIANGLE_CYCLES = 3  # cycles drawn for the CLR triangle
@@ -33,10 +33,10 @@ class Layer:
     parameters: int
 
 
-def layers(width: int) -> list[Layer]:
+def layers(width: int, num_classes: int = NUM_CLASSES) -> list[Layer]:
     """ResNet-9's stages with their output shapes, measured by running one image through a
     fresh model on the CPU (shapes and parameter counts do not depend on the weights)."""
-    model = ResNet9(width).eval()
+    model = ResNet9(width, num_classes).eval()
     w = width
     stages: list[tuple[str, str, nn.Module]] = [
         ("prep", f"conv 3x3, 3 -> {w}, BN, ReLU", model.prep),
@@ -46,7 +46,11 @@ def layers(width: int) -> list[Layer]:
         ("layer3", f"conv 3x3, {4 * w} -> {8 * w}, max-pool 2, BN, ReLU", model.layer3[0]),
         ("layer3 residual", f"x + 2 x (conv 3x3 {8 * w}, BN, ReLU)", model.layer3[1]),
         ("pool", "max-pool 4 (global)", model.pool),
-        ("classifier", f"linear {8 * w} -> 10, no bias, x {model.logit_scale}", model.fc),
+        (
+            "classifier",
+            f"linear {8 * w} -> {num_classes}, no bias, x {model.logit_scale}",
+            model.fc,
+        ),
     ]
     shapes: dict[str, tuple[int, ...]] = {}
     hooks = [
@@ -94,7 +98,7 @@ def write(
         _headline(cfg, summary),
         _schedule_section(cfg, triangle is not None),
         _lr_range_section(run, cfg),
-        _model_section(cfg),
+        _model_section(cfg, len(classes)),
         _data_section(cfg, summary),
         _epochs_section(rows),
         _classes_section(classes, matrix),
@@ -193,8 +197,8 @@ def _lr_range_section(run: Path, cfg: Config) -> str:
     )
 
 
-def _model_section(cfg: Config) -> str:
-    found = layers(cfg.model.width)
+def _model_section(cfg: Config, num_classes: int) -> str:
+    found = layers(cfg.model.width, num_classes)
     lines = [
         f"| {layer.name} | {layer.what} | {' x '.join(map(str, layer.output))} | "
         f"{layer.parameters:,} |"
@@ -231,7 +235,7 @@ def _epochs_section(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def _classes_section(classes: Sequence[str], matrix: Sequence[Sequence[int]]) -> str:
     lines = [
-        f"| {name} | {100 * row[i] / max(1, sum(row)):.1f}% | {sum(row)} |"
+        f"| {name} | {f'{100 * row[i] / sum(row):.1f}%' if sum(row) else '-'} | {sum(row)} |"
         for i, (name, row) in enumerate(zip(classes, matrix, strict=True))
     ]
     return (

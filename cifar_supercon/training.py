@@ -195,7 +195,7 @@ def _log_setup(setup: Setup, log: Log) -> None:
     )
     log(
         f"model: ResNet-9, width {cfg.model.width}: {params:,} parameters "
-        f"(analytic {analytic_parameter_count(cfg.model.width):,}); "
+        f"(analytic {analytic_parameter_count(cfg.model.width, len(data.classes)):,}); "
         f"{engine.device_name(setup.device)}; precision {precision}"
     )
 

@@ -45,7 +45,11 @@ def wait_for(condition: Callable[[], bool], timeout: float = 180) -> None:
 
 
 def write_image_folder(
-    root: Path, train_per_class: int = 24, test_per_class: int = 8, seed: int = 0
+    root: Path,
+    train_per_class: int = 24,
+    test_per_class: int = 8,
+    seed: int = 0,
+    classes: tuple[str, ...] = CLASSES,
 ) -> Path:
     """train/<class>/*.png and test/<class>/*.png, 32x32 RGB.
 
@@ -53,7 +57,7 @@ def write_image_folder(
     """
     rng = np.random.default_rng(seed)
     for split, count in (("train", train_per_class), ("test", test_per_class)):
-        for index, name in enumerate(CLASSES):
+        for index, name in enumerate(classes):
             folder = root / split / name
             folder.mkdir(parents=True, exist_ok=True)
             colour = np.zeros(3)

@@ -50,7 +50,7 @@ def test_fused_and_foreach_sgd_equal_the_plain_loop() -> None:
 
 def test_the_optimizer_is_multi_tensor_on_the_cpu(image_folder: Path, tmp_path: Path) -> None:
     cfg = tiny_config(image_folder, tmp_path)
-    optimizer = engine.build_optimizer(engine.build_model(cfg, torch.device("cpu")), cfg)
+    optimizer = engine.build_optimizer(engine.build_model(cfg, torch.device("cpu"), 10), cfg)
     assert optimizer.defaults["foreach"] is True and not optimizer.defaults["fused"]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from conftest import tiny_config
+from conftest import tiny_config, write_image_folder
 
 from cifar_supercon import api, engine, plots, runs
 from cifar_supercon import config as config_lib
@@ -84,7 +84,7 @@ def test_run_directory_contents(reference: dict) -> None:
     assert saved["test_accuracy"] == float(reference["rows"][-1]["test_acc"])
     assert saved["best_test_accuracy"] == max(float(r["test_acc"]) for r in reference["rows"])
     assert saved["parameters"] == sum(
-        p.numel() for p in engine.build_model(reference["cfg"], torch.device("cpu")).parameters()
+        p.numel() for p in engine.build_model(reference["cfg"], torch.device("cpu"), 3).parameters()
     )
     assert summary["run_dir"] == str(run)
     report = (run / "report.md").read_text()
@@ -359,6 +359,21 @@ def test_resume_records_the_changes_it_allows(
     assert "resuming with train.eval_batch_size 32 -> 8" in lines
     (record,) = (run / "resumes.log").read_text().splitlines()
     assert record.endswith(": train.eval_batch_size 32 -> 8")
+
+
+def test_a_folder_of_twelve_classes_trains_a_twelve_way_model(tmp_path: Path) -> None:
+    """An image folder is not always CIFAR-10: the classifier gets one output per class found."""
+    names = tuple(f"class{i:02d}" for i in range(12))
+    root = write_image_folder(tmp_path / "data", train_per_class=4, test_per_class=2, classes=names)
+    cfg = tiny_config(root, tmp_path / "runs", train={"epochs": 2})
+    summary = api.train(cfg, log=lambda _: None)
+    last = Path(summary["run_dir"]) / "checkpoints" / "last.pt"
+    assert runs.load_checkpoint(last)["model"]["fc.weight"].shape == (12, 8 * 4)
+    evaluation = api.evaluate(last, plot=tmp_path / "c.png", log=lambda _: None)
+    assert evaluation.classes == names and len(evaluation.confusion) == 12
+    assert evaluation.accuracy == summary["test_accuracy"]
+    report = (Path(summary["run_dir"]) / "report.md").read_text()
+    assert "linear 32 -> 12, no bias" in report
 
 
 def test_evaluate_reproduces_the_summary(reference: dict, tmp_path: Path) -> None:
