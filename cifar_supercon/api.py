@@ -75,6 +75,7 @@ def train(
         return {**summary, "run_dir": str(run)}
     cfg = resolve_config(config, overrides)
     setup = engine.build(cfg, log)  # bad data fails here, before a run directory exists
+    schedule_lib.check_fits(cfg.schedule, cfg.train.epochs, setup.steps_per_epoch)
     run = runs.create(cfg.out, cfg.name) if run_dir is None else runs.create_exactly(Path(run_dir))
     with runs.locked(run):
         runs.write_config(run, cfg)

@@ -165,17 +165,15 @@ def steps_per_epoch(num_images: int, batch_size: int, drop_last: bool) -> int:
     return num_images // batch_size if drop_last else math.ceil(num_images / batch_size)
 
 
-def build(cfg: ScheduleConfig, epochs: int, steps_per_epoch: int) -> Schedule:
-    """The configured schedule, with epochs turned into optimizer steps."""
-    if cfg.lr_max == "auto" or cfg.lr_min == "auto":
-        raise ValueError("resolve lr_min/lr_max ('auto') with the LR range test first")
+def check_fits(cfg: ScheduleConfig, epochs: int, steps_per_epoch: int) -> None:
+    """What the config cannot check alone: its epochs, turned into whole optimizer steps, must
+    still make the schedule (the caller runs this before creating a run directory)."""
 
     def steps(epochs_: float) -> int:
         return round(epochs_ * steps_per_epoch)
 
     if cfg.policy == "one_cycle":
-        total, peak_step = epochs * steps_per_epoch, steps(cfg.peak_epoch) - 1
-        last_peak = total - 2 - steps(cfg.annihilation_epochs)
+        peak_step, last_peak = _one_cycle_peak(cfg, epochs, steps_per_epoch)
         if last_peak < 1:
             raise ConfigError(
                 [
@@ -191,9 +189,38 @@ def build(cfg: ScheduleConfig, epochs: int, steps_per_epoch: int) -> Schedule:
                     f"outside 1..{last_peak} ({steps_per_epoch} steps per epoch)"
                 ]
             )
+    if cfg.policy == "multistep":
+        at = [steps(m) for m in cfg.milestones]
+        if any(a >= b for a, b in itertools.pairwise(at)):
+            raise ConfigError(
+                [
+                    f"schedule.milestones: {', '.join(f'{m:g}' for m in cfg.milestones)} "
+                    f"(epochs) fall on steps {', '.join(map(str, at))} at {steps_per_epoch} "
+                    "steps per epoch; milestones need at least one step between them"
+                ]
+            )
+
+
+def _one_cycle_peak(cfg: ScheduleConfig, epochs: int, steps_per_epoch: int) -> tuple[int, int]:
+    """(the peak's step: the last step of the peak epoch, the latest step a peak may take)."""
+    total = epochs * steps_per_epoch
+    annihilation = round(cfg.annihilation_epochs * steps_per_epoch)
+    return round(cfg.peak_epoch * steps_per_epoch) - 1, total - 2 - annihilation
+
+
+def build(cfg: ScheduleConfig, epochs: int, steps_per_epoch: int) -> Schedule:
+    """The configured schedule, with epochs turned into optimizer steps."""
+    if cfg.lr_max == "auto" or cfg.lr_min == "auto":
+        raise ValueError("resolve lr_min/lr_max ('auto') with the LR range test first")
+    check_fits(cfg, epochs, steps_per_epoch)
+
+    def steps(epochs_: float) -> int:
+        return round(epochs_ * steps_per_epoch)
+
+    if cfg.policy == "one_cycle":
         return OneCycle(
-            total_steps=total,
-            peak_step=peak_step,  # the last step of the peak epoch
+            total_steps=epochs * steps_per_epoch,
+            peak_step=_one_cycle_peak(cfg, epochs, steps_per_epoch)[0],
             lr_min=cfg.lr_min,
             lr_max=cfg.lr_max,
             annihilation_steps=steps(cfg.annihilation_epochs),

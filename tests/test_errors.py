@@ -353,6 +353,18 @@ CASES = {
         2,
         "schedule.peak_epoch: 0.005 puts the peak at step -1, outside 1..2326",
     ),
+    "config: peak epoch rounds to no step, found when the data loads": Case(
+        lambda ws, c: train(ws, c, "--peak-epoch", "0.1"),  # 5 steps per epoch
+        2,
+        "schedule.peak_epoch: 0.1 puts the peak at step -1, outside 1..8 (5 steps per epoch)",
+    ),
+    "config: multistep milestones on one step": Case(
+        lambda ws, c: train(
+            ws, c, "--set", "schedule.policy=multistep", "--set", "schedule.milestones=[1.01,1.02]"
+        ),
+        2,
+        "schedule.milestones: 1.01, 1.02 (epochs) fall on steps 5, 5 at 5 steps per epoch",
+    ),
     "usage: --cycles with a one-cycle policy": Case(
         lambda ws, c: ["plot-schedule", "--cycles", "2", "--out", str(ws / "s.png")],
         2,
