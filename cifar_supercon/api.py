@@ -23,7 +23,7 @@ from . import engine, lr_finder, plots, runs
 from . import schedule as schedule_lib
 from .config import Config, Override
 from .data import load_dataset
-from .errors import CheckpointError, UsageError
+from .errors import STOPPED_BY_SIGNAL, CheckpointError, Interrupted, UsageError
 from .loader import EvalLoader, Normalizer
 from .model import NUM_CLASSES
 from .training import fit
@@ -71,7 +71,7 @@ def train(
                 runs.remove_stale_temporaries(folder)  # of a writer killed mid-write
             runs.check_resume_config(run, cfg)
             setup = engine.build(cfg, log)
-            summary = fit(cfg, run, log=log, progress=progress, setup=setup)
+            summary = _fit_resumably(cfg, run, log, progress, setup)
         return {**summary, "run_dir": str(run)}
     cfg = resolve_config(config, overrides)
     setup = engine.build(cfg, log)  # bad data fails here, before a run directory exists
@@ -80,8 +80,20 @@ def train(
     with runs.locked(run):
         runs.write_config(run, cfg)
         log(f"run directory: {run}")
-        summary = fit(cfg, run, log=log, progress=progress, setup=setup)
+        summary = _fit_resumably(cfg, run, log, progress, setup)
     return {**summary, "run_dir": str(run)}
+
+
+def _fit_resumably(
+    cfg: Config, run: Path, log: Log, progress: bool, setup: engine.Setup
+) -> dict[str, Any]:
+    """`fit`, where a stop outside the epochs' own signal handling (a second Ctrl-C, one
+    during `--lr-max auto`'s range test or while the last outputs are written) still names the
+    run to resume: it continues from its last checkpoint, or from the start if none landed."""
+    try:
+        return fit(cfg, run, log=log, progress=progress, setup=setup)
+    except KeyboardInterrupt:
+        raise Interrupted(STOPPED_BY_SIGNAL, resume=run) from None
 
 
 @dataclass(frozen=True)

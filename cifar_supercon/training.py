@@ -74,6 +74,8 @@ class StopSignal:
     """Turns the first SIGINT/SIGTERM into a flag the loop checks after each step.
 
     A second Ctrl-C falls through to Python's default handler: an impatient user still gets out.
+    A signal the caller ignores (SIGINT of a background job started by a script) stays ignored,
+    as it does while the program starts.
     """
 
     def __init__(self) -> None:
@@ -87,7 +89,8 @@ class StopSignal:
     def __enter__(self) -> StopSignal:
         if threading.current_thread() is threading.main_thread():  # signals only work there
             for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:

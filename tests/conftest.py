@@ -18,6 +18,10 @@ from cifar_supercon import config as config_lib
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ("apple", "boat", "cloud")
 
+# The in-process signal tests send Ctrl-C as a terminal would; a test runner started in the
+# background by a script inherits SIGINT ignored, which training rightly keeps ignoring.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 def run_cli(*args: str, cwd: Path) -> subprocess.Popen:
     """`supercon ARGS` as a real process (signals, exit codes, stderr as a user sees them)."""

@@ -766,7 +766,8 @@ def test_sigterm_stops_any_command_with_one_line(
     command: list[str], image_folder: Path, tmp_path: Path
 ) -> None:
     """Not only a training loop: SIGTERM inside the range test (of find-lr, or of train's
-    --lr-max auto) is one line and exit code 130, never a silent 143."""
+    --lr-max auto) is one line and exit code 130, never a silent 143; a training run's line
+    names the run to resume."""
     cfg = tiny_config(image_folder, tmp_path / "runs", finder={"num_iters": 100_000})
     (tmp_path / "tiny.yaml").write_text(config_lib.to_yaml(cfg))
     process = run_cli(*command, "--config", "tiny.yaml", "--no-progress", cwd=tmp_path)
@@ -775,7 +776,40 @@ def test_sigterm_stops_any_command_with_one_line(
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
-    assert err.strip().splitlines() == ["stopped: interrupted (Ctrl-C or SIGTERM)"]
+    (line,) = err.strip().splitlines()
+    if command[0] == "find-lr":
+        assert line == "stopped: interrupted (Ctrl-C or SIGTERM)"
+    else:
+        (run,) = [p.parent for p in (tmp_path / "runs").glob("*/config.yaml")]
+        assert line.startswith("stopped: interrupted (Ctrl-C or SIGTERM); resume with: ")
+        assert line.endswith(f" train --resume {run}")
+
+
+def test_a_signal_the_caller_ignores_stays_ignored_in_training(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    """A background job of a script inherits SIGINT ignored: training goes on to the end."""
+    cfg = tiny_config(image_folder, tmp_path / "runs", train={"epochs": 12})
+    (tmp_path / "tiny.yaml").write_text(config_lib.to_yaml(cfg))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cifar_supercon", "train", "--config", "tiny.yaml", "--no-progress"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    wait_for(
+        lambda: any(
+            len(runs.read_metrics(m.parent)) > 0 for m in tmp_path.glob("runs/*/metrics.csv")
+        )
+    )
+    assert process.poll() is None, "finished before the signal: make the run longer"
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    (run,) = [p.parent for p in (tmp_path / "runs").glob("*/summary.json")]
+    assert len(runs.read_metrics(run)) == 12
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
