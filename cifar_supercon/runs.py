@@ -310,8 +310,10 @@ def check_resumable(run: Path) -> None:
             "instead (finished runs are never changed)"
         )
     last = run / CHECKPOINTS / LAST
+    if last.is_file():
+        return  # its rows are the run's history: metrics.csv is rewritten from them on resume
     recorded = read_metrics(run) if (run / METRICS_FILE).is_file() else []
-    if not last.is_file() and recorded:
+    if recorded:
         # Starting again from epoch 1 would overwrite the epochs metrics.csv records.
         raise CheckpointError(
             f"--resume {run}: {last.relative_to(run)} is missing but metrics.csv records "

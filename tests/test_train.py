@@ -159,6 +159,21 @@ def test_interrupted_run_resumes_to_identical_metrics(
     assert summary["test_accuracy"] == reference["summary"]["test_accuracy"]
 
 
+def test_a_damaged_metrics_csv_does_not_block_a_resume(
+    reference: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """last.pt carries the run's rows; metrics.csv is a copy for people, rewritten on resume."""
+    cfg = config_lib.load([], {"out": str(tmp_path)}, base=reference["cfg"])
+    run = new_run(cfg)
+    with monkeypatch.context() as patch:
+        SignalOnStep(patch, 12, signal.SIGINT)
+        with pytest.raises(Interrupted):
+            fit(cfg, run)
+    (run / "metrics.csv").write_text("garbage\n")
+    api.train(resume=run, log=lambda _: None)
+    assert comparable(runs.read_metrics(run)) == comparable(reference["rows"])
+
+
 def test_checkpoint_restores_state_bit_for_bit(reference: dict) -> None:
     cfg, run = reference["cfg"], reference["run"]
     payload = runs.load_checkpoint(run / "checkpoints" / "last.pt")
