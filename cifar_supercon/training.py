@@ -32,7 +32,7 @@ from . import report as report_lib
 from . import schedule as schedule_lib
 from .config import Config
 from .engine import Setup
-from .errors import CheckpointError, Interrupted, TrainingDiverged
+from .errors import CheckpointError, Interrupted, TrainingDiverged, UsageError
 from .model import analytic_parameter_count
 from .schedule import Scheduler
 
@@ -206,12 +206,26 @@ def _log_setup(setup: Setup, log: Log) -> None:
 def _resolve_auto_lr(setup: Setup, run: Path, log: Log, progress: bool) -> Config:
     """`--lr-max auto`: the range test on this very setup (state restored), then its suggestion;
     with finder.weight_decays listed, the weight decay it chose too."""
-    log("lr_max is 'auto': running the LR range test first")
+    s = setup.cfg.schedule
+    auto = [k for k in ("lr_max", "lr_min") if getattr(s, k) == config_lib.AUTO]
+    verb = "is" if len(auto) == 1 else "are"
+    log(f"{' and '.join(auto)} {verb} 'auto': running the LR range test first")
     report = lr_finder.find_in_setup(setup, progress, log)
     lr_finder.write_outputs(report, setup.cfg, run / "lr_finder", tested=run / runs.CONFIG_FILE)
-    s = setup.cfg.schedule
     lr_max = report.lr_max if s.lr_max == config_lib.AUTO else s.lr_max
     lr_min = report.lr_min if s.lr_min == config_lib.AUTO else s.lr_min
+    if lr_min >= lr_max and s.lr_max != config_lib.AUTO:
+        # The curve's start of descent lies above the lr_max given: fall back to the divisor.
+        lr_min = float(f"{lr_max / setup.cfg.finder.div_factor:.3g}")
+        log(
+            f"the range test's lr_min ({report.lr_min:g}) is not below the lr_max given "
+            f"({lr_max:g}): lr_min = lr_max / finder.div_factor = {lr_min:g}"
+        )
+    elif lr_min >= lr_max:
+        raise UsageError(
+            f"the LR range test suggests lr_max {lr_max:g} ({report.method}), not above the "
+            f"schedule.lr_min given ({lr_min:g}): lower lr_min, or leave it 'auto'"
+        )
     optim: dict[str, float] = {}
     if setup.cfg.finder.weight_decays is not None:
         optim["weight_decay"] = report.weight_decay

@@ -632,6 +632,13 @@ CASES = {
         2,
         "schedule.lr_min: must be less than finder.end_lr (10), the largest lr_max",
     ),
+    "train: --lr-max auto finds less than the lr_min given": Case(
+        lambda ws, c: train(
+            ws, c, "--lr-max", "auto", "--lr-min", "0.5", "--set", "finder.suggest=steepest"
+        ),
+        2,
+        "suggests lr_max 0.144 (steepest), not above the schedule.lr_min given (0.5): lower",
+    ),
     "sweep: bad --devices": Case(
         lambda ws, c: ["sweep", "--config", str(c), "--devices", "0,gpu1"],
         2,

@@ -420,6 +420,25 @@ def test_lr_max_auto_runs_the_finder_inside_the_run(reference: dict, tmp_path: P
     assert (run / "lr_finder" / "lr_finder.png").is_file()
 
 
+def test_lr_min_auto_under_a_small_lr_max_given_falls_back_to_the_divisor(
+    reference: dict, tmp_path: Path
+) -> None:
+    """The curve's start of descent can lie above an lr_max the user set: lr_min then is
+    lr_max / finder.div_factor, said in one line, instead of a failure after the range test."""
+    cfg = config_lib.load(
+        [],
+        {"out": str(tmp_path), "schedule.lr_max": 1e-5, "schedule.lr_min": "auto"},
+        base=reference["cfg"],
+    )
+    lines: list[str] = []
+    summary = api.train(cfg, log=lines.append)
+    found = yaml.safe_load((Path(summary["run_dir"]) / "lr_finder" / "suggested.yaml").read_text())
+    assert found["schedule"]["lr_min"] >= 1e-5  # the range test starts at finder.start_lr
+    assert summary["lr_max"] == 1e-5 and summary["lr_min"] == 1e-7
+    assert "lr_min is 'auto': running the LR range test first" in lines
+    assert any("lr_min = lr_max / finder.div_factor = 1e-07" in line for line in lines)
+
+
 def test_class_names_the_font_lacks_draw_without_warnings(tmp_path: Path) -> None:
     figure = plots.confusion_figure([[2, 0], [1, 1]], ["猫", "犬"])
     with warnings.catch_warnings():
