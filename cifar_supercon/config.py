@@ -358,12 +358,14 @@ def parse_set(assignment: str, option: str = "--set") -> Override:
             ]
         )
     check_key(key, option)
+    if not text.strip():
+        raise ConfigError([f"{option} {assignment!r}: the value is empty"])
     try:
-        value = yaml.load(text, Loader=_StrictLoader) if text.strip() else None
+        # `null` (or `~`) is a value: it unsets an optional key, e.g. data.train_subset=null
+        # trains on all images again after a config that took a subset.
+        value = yaml.load(text, Loader=_StrictLoader)
     except (yaml.YAMLError, RecursionError):
         raise ConfigError([f"{option} {assignment!r}: the value is not valid YAML"]) from None
-    if value is None:
-        raise ConfigError([f"{option} {assignment!r}: the value is empty"])
     if isinstance(value, Mapping):
         raise ConfigError(
             [f"{option} {assignment!r}: a mapping is not a value; set one key at a time"]

@@ -96,6 +96,19 @@ def test_set_values_are_yaml_scalars() -> None:
     assert parse_set("schedule.lr_max=auto").value == "auto"
 
 
+def test_null_unsets_an_optional_key_and_is_refused_for_a_required_one() -> None:
+    smoke = REPO / "configs" / "cpu-smoke.yaml"
+    assert load([smoke]).data.train_subset == 10_000
+    for text in ("null", "~"):
+        cfg = load([smoke], [parse_set(f"data.train_subset={text}")])
+        assert cfg.data.train_subset is None  # all 50,000 images again
+    with pytest.raises(ConfigError) as caught:
+        load([smoke], [parse_set("train.epochs=null")])
+    assert caught.value.problems == [
+        "--set: train.epochs: input should be a valid integer (got None)"
+    ]
+
+
 @pytest.mark.parametrize("bad", ["noequals", "=3", "a..b=1", "train.epochs=", "train.epochs=[1,"])
 def test_malformed_set_is_rejected(bad: str) -> None:
     with pytest.raises(ConfigError) as caught:
