@@ -161,8 +161,22 @@ def _schedule_section(cfg: Config, triangle: bool) -> str:
             + f"; momentum moves the other way, {s.momentum_max} -> {s.momentum_min} -> "
             f"{s.momentum_max}."
         )
+    elif s.policy == "constant":
+        policy = (
+            f"Constant: lr {s.lr_max:g} (schedule.lr_max) throughout, momentum {s.momentum_max}."
+        )
+    elif s.policy == "multistep":
+        drops = ", ".join(f"{m:g}" for m in s.milestones) or "none"
+        lrs = " -> ".join(f"{s.lr_max * s.decay**i:g}" for i in range(len(s.milestones) + 1))
+        policy = (
+            f"Step decay: lr {lrs}, times {s.decay:g} at epoch(s) {drops}; momentum "
+            f"{s.momentum_max}."
+        )
     else:
-        policy = f"Policy `{s.policy}` (lr {s.lr_min:g} to {s.lr_max:g}): see the plot."
+        policy = (
+            f"Cyclical (`{s.policy}`): lr between {s.lr_min:g} and {s.lr_max:g}, a half cycle "
+            f"every {s.step_size_epochs:g} epoch(s)."
+        )
     return (
         "## Learning-rate schedule\n"
         f"{policy} Computed per optimizer step by `cifar_supercon/schedule.py` (`OneCycle`, and "

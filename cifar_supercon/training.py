@@ -30,7 +30,7 @@ from . import engine, lr_finder, plots, runs
 from . import progress as progress_lib
 from . import report as report_lib
 from . import schedule as schedule_lib
-from .config import Config
+from .config import TWO_BOUND_POLICIES, Config
 from .engine import Setup
 from .errors import CheckpointError, Interrupted, TrainingDiverged, UsageError
 from .model import analytic_parameter_count
@@ -444,7 +444,8 @@ def _summary(setup: Setup, state: Progress, accuracy: float, wall: float) -> dic
         "timeline_seconds": _timeline(state, wall),
         "compiled": setup.compiled,
         "images_per_second": round(images / state.train_seconds, 1),
-        "lr_min": cfg.schedule.lr_min,
+        # constant and multistep never use lr_min: a figure here would read as if they had
+        "lr_min": cfg.schedule.lr_min if cfg.schedule.policy in TWO_BOUND_POLICIES else None,
         "lr_max": cfg.schedule.lr_max,
         "batch_size": cfg.train.batch_size,
         "seed": cfg.seed,

@@ -439,6 +439,24 @@ def test_lr_min_auto_under_a_small_lr_max_given_falls_back_to_the_divisor(
     assert any("lr_min = lr_max / finder.div_factor = 1e-07" in line for line in lines)
 
 
+def test_a_step_schedule_reports_the_lrs_it_used(reference: dict, tmp_path: Path) -> None:
+    cfg = config_lib.load(
+        [],
+        {
+            "out": str(tmp_path),
+            "schedule.policy": "multistep",
+            "schedule.milestones": [1, 2],
+            "schedule.lr_max": 0.2,
+            "schedule.decay": 0.1,
+        },
+        base=reference["cfg"],
+    )
+    summary = api.train(cfg, log=lambda _: None)
+    report = (Path(summary["run_dir"]) / "report.md").read_text()
+    assert "Step decay: lr 0.2 -> 0.02 -> 0.002, times 0.1 at epoch(s) 1, 2;" in report
+    assert summary["lr_max"] == 0.2 and summary["lr_min"] is None  # never used by this policy
+
+
 def test_class_names_the_font_lacks_draw_without_warnings(tmp_path: Path) -> None:
     figure = plots.confusion_figure([[2, 0], [1, 1]], ["猫", "犬"])
     with warnings.catch_warnings():
