@@ -157,6 +157,12 @@ def _is_image(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
 
 
+def class_folders(split_dir: Path) -> list[str]:
+    """The class folders of a split, sorted; hidden ones (.ipynb_checkpoints, .git) are not
+    classes."""
+    return sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
 def _list_folder(root: Path) -> Listing:
     """Per split, the image files in a stable order; class index = sorted class folder name."""
     if not root.is_dir():
@@ -168,7 +174,7 @@ def _list_folder(root: Path) -> Listing:
             raise DataError(
                 f"{split_dir}: missing; an image folder needs train/<class>/ and test/<class>/"
             )
-        names = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
+        names = class_folders(split_dir)
         if not names:
             raise DataError(f"{split_dir}: no class folders (expected {split}/<class>/<image>)")
         if class_names is not None and names != class_names:
@@ -238,7 +244,7 @@ def _decode_folder(root: Path, listing: Listing, log: Log) -> tuple[Split, Split
             images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
             labels = torch.tensor([f.label for f in listing[split]], dtype=torch.int64)
             splits.append(Split(images, labels))
-    classes = tuple(sorted(d.name for d in (root / "train").iterdir() if d.is_dir()))
+    classes = tuple(class_folders(root / "train"))
     return splits[0], splits[1], classes
 
 
@@ -250,10 +256,14 @@ def _download_cifar10(root: Path, log: Log) -> None:
     from torchvision.datasets import CIFAR10
 
     log(f"downloading CIFAR-10 (170 MB) to {root}")
+    created = [p for p in (root, *root.parents) if not p.exists()]
     try:
         root.mkdir(parents=True, exist_ok=True)
         CIFAR10(str(root), train=True, download=True)
     except Exception as e:  # urllib, socket, md5 and disk errors all end here
+        for folder in created:  # a mistyped --data-dir leaves no empty folders behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(
             f"could not download CIFAR-10 to {root} ({reason}); without internet, pass "

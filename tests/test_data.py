@@ -392,10 +392,22 @@ def test_failed_download_points_to_data_dir(
     # nothing listens on the discard port: the connection is refused at once, offline or not
     url = "http://127.0.0.1:9/cifar-10-python.tar.gz"
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "url", url)
-    root = tmp_path / "empty"
+    root = tmp_path / "mistyped" / "data"
     message = data_error(DataConfig(root=root, source="auto", download=True))
     assert "--data-dir" in message and str(root) in message
-    assert not (root / CIFAR_FOLDER).exists()
+    assert not (tmp_path / "mistyped").exists()  # the folders it made for the download went
+    (tmp_path / "kept").mkdir()
+    data_error(DataConfig(root=tmp_path / "kept", source="auto", download=True))
+    assert (tmp_path / "kept").is_dir()  # a folder that was there stays
+
+
+def test_hidden_folders_are_not_classes(tmp_path: Path) -> None:
+    expected = write_known_folder(tmp_path, train_per_class=2, test_per_class=1)
+    for split in ("train", "test"):
+        (tmp_path / split / ".ipynb_checkpoints").mkdir()
+    loaded = load_dataset(folder_config(tmp_path), seed=0)
+    np.testing.assert_array_equal(loaded.train.images.numpy(), expected["train"][0])
+    assert not any(name.startswith(".") for name in loaded.classes)
 
 
 # --------------------------------------------------------------------------------------------
