@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shlex
 import shutil
 import sys
 from collections.abc import Iterator
@@ -124,7 +125,9 @@ def _reported(debug: bool) -> Iterator[None]:
     except Interrupted as e:
         if debug:
             raise
-        hint = f"; resume with: {program()} train --resume {e.resume}" if e.resume else ""
+        hint = ""
+        if e.resume:
+            hint = f"; resume with: {program()} {shlex.join(['train', '--resume', str(e.resume)])}"
         _stopped(e.reason + hint)
         raise typer.Exit(e.exit_code) from None
     except SuperconError as e:
@@ -335,19 +338,23 @@ def find_lr(
         )
         _log(f"written: {result.files['png']}, {result.files['csv']}, {result.files['yaml']}")
         tested = result.run_dir / "config.yaml"
-        _log(f"train with: {program()} train --config {tested} --config {result.files['yaml']}")
+        command = shlex.join(
+            ["train", "--config", str(tested), "--config", str(result.files["yaml"])]
+        )
+        _log(f"train with: {program()} {command}")
 
 
 def program() -> str:
     """How to start this program again from here, as the user did: `supercon` when that is on
-    PATH, else the path they typed (`.venv/bin/supercon`) or `python -m cifar_supercon`."""
+    PATH, else the path they typed (`.venv/bin/supercon`) or `python -m cifar_supercon`; quoted
+    for the shell, so that the hints built on it run as printed."""
     started = Path(sys.argv[0])
     if started.name == "__main__.py" and started.parent.name == "cifar_supercon":
-        return f"{_nearby(Path(sys.executable))} -m cifar_supercon"
+        return f"{shlex.quote(_nearby(Path(sys.executable)))} -m cifar_supercon"
     on_path = shutil.which("supercon")
     if started.name != "supercon" or (on_path and Path(on_path).resolve() == started.resolve()):
         return "supercon"
-    return _nearby(started)
+    return shlex.quote(_nearby(started))
 
 
 def _nearby(path: Path) -> str:

@@ -724,22 +724,23 @@ def comparable_metrics(run: Path) -> list[dict]:
 
 
 def test_sigint_saves_and_exits_130(image_folder: Path, tmp_path: Path) -> None:
-    cfg = tiny_config(image_folder, tmp_path / "runs", train={"epochs": 30})
+    out = tmp_path / "sp ace" / "it's"  # the hint must quote what the shell would split
+    cfg = tiny_config(image_folder, out, train={"epochs": 30})
     (tmp_path / "tiny.yaml").write_text(config_lib.to_yaml(cfg))
     process = run_cli("train", "--config", "tiny.yaml", "--no-progress", cwd=tmp_path)
-    wait_for(lambda: any((tmp_path / "runs").glob("*/metrics.csv")))
+    wait_for(lambda: any(out.glob("*/metrics.csv")))
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
-    (run,) = (tmp_path / "runs").iterdir()
+    (run,) = out.iterdir()
     assert err.strip().splitlines() == [
         next(line for line in err.splitlines() if "resume with" in line)
     ]
     assert "Traceback" not in err
     assert runs.load_checkpoint(run / "checkpoints" / "last.pt")["scheduler"]["steps_done"] > 0
     printed = err.split("resume with: ", 1)[1].strip()
-    assert printed.endswith(f" train --resume {run}")
-    resumed = subprocess.run(shlex.split(printed), cwd=tmp_path, capture_output=True, text=True)
+    assert shlex.split(printed)[-3:] == ["train", "--resume", str(run)]
+    resumed = subprocess.run(["bash", "-c", printed], cwd=tmp_path, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr  # the hint runs as printed
     assert (run / "summary.json").is_file()
     epoch, step, steps = re.search(r"stopped in epoch (\d+) after step (\d+)/(\d+)", err).groups()
