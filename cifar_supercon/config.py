@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import re
 import typing
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,7 @@ from .errors import ConfigError
 AUTO = "auto"
 DEFAULTS = "defaults"
 MAX_SEED = 2**32 - 1  # the range every RNG a seed feeds accepts
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # a run's name, and a sweep's: one folder name
 # Policies whose LR moves between two bounds (the others only use lr_max).
 TWO_BOUND_POLICIES = ("one_cycle", "triangular", "triangular2", "exp_range")
 
@@ -173,7 +176,7 @@ class FinderConfig(Section):
 
 
 class Config(Section):
-    name: str = Field("supercon", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # run folder suffix
+    name: str = Field("supercon", pattern=NAME_PATTERN)  # run folder suffix
     seed: int = Field(0, ge=0, le=MAX_SEED)
     out: Path = Path("runs")  # parent folder of run directories
     data: DataConfig = DataConfig()
@@ -525,7 +528,7 @@ def load(
     if problems:
         raise ConfigError(problems)
     if "name" not in merged and paths and base is None:
-        merged["name"] = Path(paths[0]).stem  # runs are named after the config they come from
+        merged["name"] = name_from_file(Path(paths[0]))  # runs are named after their config
 
     try:
         cfg = Config.model_validate(merged, context={"skip_semantic_checks": True})
@@ -550,6 +553,17 @@ def load(
     if problems:
         raise ConfigError(problems)
     return cfg
+
+
+def name_from_file(path: Path) -> str:
+    """The run name a config file gives: its stem in the letters a name may hold (`my conf.yaml`
+    -> my-conf, `ünï.yaml` -> uni, `.hidden.yaml` -> hidden), or the default name when nothing
+    is left. The user never typed this name, so it must not fail validation."""
+    letters = "".join(
+        c for c in unicodedata.normalize("NFKD", path.stem) if not unicodedata.combining(c)
+    )
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", letters).lstrip("._-")
+    return name or Config.model_fields["name"].default
 
 
 def _last_index(items: list[str]) -> Callable[[str], int]:

@@ -67,6 +67,26 @@ def test_files_merge_left_to_right_then_overrides(tmp_path: Path) -> None:
     assert cfg.name == "first"  # runs are named after the first config file
 
 
+@pytest.mark.parametrize(
+    ("file_name", "name"),
+    [
+        ("my conf.yaml", "my-conf"),
+        ("ünï.yaml", "uni"),
+        (".hidden.yaml", "hidden"),
+        ("-dash.yaml", "dash"),
+        ("a, b & c!.yaml", "a-b-c-"),
+        ("模型.yaml", "supercon"),
+    ],
+)
+def test_a_config_file_name_becomes_a_valid_run_name(
+    tmp_path: Path, file_name: str, name: str
+) -> None:
+    assert load([write(tmp_path, file_name, "train: {epochs: 10}\n")]).name == name
+    # A name the user sets is theirs: it is checked, not rewritten.
+    explicit = write(tmp_path, "explicit.yaml", "name: my conf\n")
+    assert problems_of([explicit])[0].startswith(f"{explicit}: name: string should match pattern")
+
+
 def test_an_empty_section_in_a_later_file_resets_nothing(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text("schedule:\n  lr_max: 0.8\ntrain:\n  epochs: 30\n")
     (tmp_path / "b.yaml").write_text("schedule: {}\ntrain:\n  batch_size: 64\n")
