@@ -16,6 +16,7 @@ runs; sweep_spec.py says what a sweep is, sweep_results.py what its folder adds 
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -179,6 +180,12 @@ def sweep(
     """Train `config` for every grid cell x seed into `<out>/<name>/`; returns the rows and
     per-cell statistics. The folder defaults to `<config name>-<spec digest>`, so the same call
     again continues the same sweep."""
+    if name is not None and not re.fullmatch(config_lib.NAME_PATTERN, name):
+        # One folder inside `out`, named like a run: `../x` or `a/b` would put it elsewhere.
+        raise UsageError(
+            f"--name {name!r}: expected one folder name of letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit, e.g. lr-sweep"
+        )
     grid = dict(grid or {})
     fixed = {o.key for o in config_lib.as_overrides(overrides)}
     for key, values in grid.items():

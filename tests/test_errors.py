@@ -631,6 +631,12 @@ CASES = {
         "x: holds another sweep (",
         prepare=sweep_named_x,
     ),
+    "sweep: a --name that is not one folder name": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--name", "../../escape"],
+        2,
+        "--name '../../escape': expected one folder name of letters, digits, '.', '_' and '-', "
+        "starting with a letter or digit, e.g. lr-sweep",
+    ),
     "compare: neither a run nor a sweep": Case(
         lambda ws, c: ["compare", str(ws), "--png", str(ws / "c.png")],
         2,
