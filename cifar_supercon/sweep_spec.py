@@ -46,9 +46,18 @@ def parse_grid(text: str) -> tuple[str, list[Any]]:
 
 
 def check_grid_key(key: str, source: str) -> None:
-    """Seeds, data and device are not what a grid varies."""
+    """Seeds, data, device and where runs go are not what a grid varies."""
     if key == "seed":
         raise ConfigError([f"{source} seed: not a grid key (use --seeds)"])
+    if key in ("out", "name"):
+        # A sweep's runs go into its own folder, named after their grid values and seed: these
+        # keys would change nothing but make the same run twice.
+        raise ConfigError(
+            [
+                f"{source} {key}: not a grid key (a sweep's runs go into its folder, named after "
+                "their grid values and seed: choose the folder with --out and --name)"
+            ]
+        )
     if key in PLACE_KEYS:
         raise ConfigError(
             [
@@ -110,7 +119,24 @@ def make_spec(base: Config, grid: Mapping[str, Sequence[Any]], seeds: Sequence[i
     plain = config_lib.to_dict(base)
     for key in (*PLACE_KEYS, "out", "name", "seed"):
         _drop(plain, key)
-    return Spec(plain, {k: list(v) for k, v in grid.items()}, sorted(set(seeds)))
+    spec = Spec(plain, {k: list(v) for k, v in grid.items()}, sorted(set(seeds)))
+    _check_run_folders(spec)
+    return spec
+
+
+def _check_run_folders(spec: Spec) -> None:
+    """Values that differ only where a folder name cannot (a/b and a_b) would train two cells
+    into one run folder: refuse them before anything runs."""
+    seed = min(spec.seeds, default=0)
+    cells: dict[str, Sequence[tuple[str, Any]]] = {}
+    for cell in spec.cells():
+        folder = run_name(cell, seed)
+        if folder in cells:
+            raise UsageError(
+                f"grid cells {cell_label(cells[folder])!r} and {cell_label(cell)!r} would share "
+                f"the run folder {folder}; give values that differ in letters or digits"
+            )
+        cells[folder] = cell
 
 
 def _drop(tree: dict[str, Any], dotted: str) -> None:

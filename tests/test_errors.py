@@ -508,6 +508,18 @@ CASES = {
         2,
         "--grid data.root: not a grid key (where the data is and which device runs it",
     ),
+    "sweep: where runs go, as a grid key": Case(
+        lambda ws, c: ["sweep", "-c", str(c), "-g", "out=a/b,../../c"],
+        2,
+        "--grid out: not a grid key (a sweep's runs go into its folder, named after their grid "
+        "values and seed: choose the folder with --out and --name)",
+    ),
+    "sweep: two cells with one run folder": Case(
+        lambda ws, c: ["sweep", "-c", str(c), "-g", "schedule.anneal=a/b,a_b", "--out", "sw"],
+        2,
+        "grid cells 'anneal=a/b' and 'anneal=a_b' would share the run folder anneal=a_b-seed0; "
+        "give values that differ in letters or digits",
+    ),
     "sweep: bad seeds": Case(
         lambda ws, c: ["sweep", "--config", str(c), "--seeds", "3-1"],
         2,
