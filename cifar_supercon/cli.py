@@ -548,7 +548,8 @@ def sweep(
         _log(
             f"written: {folder / sweep_results.RESULTS_FILE}, {folder / sweep_results.SUMMARY_FILE}"
         )
-        _log("plots: " + ", ".join(str(p) for p in result.plots))
+        if result.plots:  # none when no run finished
+            _log("plots: " + ", ".join(str(p) for p in result.plots))
         unfinished = [r for r in result.rows if r["status"] != "finished"]
         failed = [r for r in result.rows if r["status"] == "failed"]
         if failed and len(unfinished) == len(result.rows):

@@ -15,6 +15,7 @@ runs; sweep_spec.py says what a sweep is, sweep_results.py what its folder adds 
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import socket
@@ -216,14 +217,17 @@ def sweep(
             f"{len(tasks)} runs, {len(tasks) - len(todo)} done already"
         )
 
+        # Counted as reported, not from the folders: parallel runs can end before the first of
+        # them is reported, and two reports would show the same count.
+        reported = itertools.count(len(tasks) - len(todo) + 1)
+
         def done(result: Mapping[str, Any]) -> None:
             rows = read_rows(folder, spec, target)
             if result:
                 _keep_files(folder / RUNS_DIR / result["run"], result["files"])
                 rows = read_rows(folder, spec, target)
                 (row,) = [r for r in rows if r["run"] == result["run"]]
-                count = sum(r["status"] in ("finished", "failed") for r in rows)
-                log(f"[{count}/{len(rows)}] {row['run']}: {_outcome(row)}")
+                log(f"[{next(reported)}/{len(rows)}] {row['run']}: {_outcome(row)}")
             write_results(folder, rows)
             write_summary(folder, spec, cell_statistics(rows, spec.keys, target), target)
 

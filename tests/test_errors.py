@@ -540,6 +540,19 @@ CASES = {
         2,
         "--ray-address is for --executor ray",
     ),
+    "sweep: --devices names a GPU that is not there": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--devices", "0"],
+        2,
+        f"--devices '0': no CUDA GPU 0 is available to torch {torch.__version__} (GPUs here: "
+        "none); use --devices cpu (slow) or the indices of GPUs that exist",
+        prepare=no_gpu,
+    ),
+    "sweep: --executor ray without Ray": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--executor", "ray"],
+        2,
+        "--executor ray needs Ray: pip install 'cifar-supercon[ray]'",
+        prepare=lambda ws, mp: mp.setitem(sys.modules, "ray", None),  # as if not installed
+    ),
     "sweep: --devices empty": Case(
         lambda ws, c: ["sweep", "--config", str(c), "--devices", ""],
         2,
