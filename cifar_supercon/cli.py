@@ -224,7 +224,8 @@ def _overrides(
 def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     table = Table(title=title)
     for column in header:
-        table.add_column(column)
+        # Folded, never cut with an ellipsis: run names differ only in their last characters.
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*row)
     out_console.print(table)
@@ -269,6 +270,8 @@ def train(
         )
         summary = api.train(config, overrides=overrides, resume=resume, log=_log, progress=progress)
         table = Table(title="result", show_header=False)
+        table.add_column()
+        table.add_column(overflow="fold")  # the run directory, whole however narrow the terminal
         table.add_row("test accuracy", f"{100 * summary['test_accuracy']:.2f}%")
         table.add_row("best test accuracy", f"{100 * summary['best_test_accuracy']:.2f}%")
         table.add_row("epoch reaching 90%", str(summary["epoch_reached_90"] or "not reached"))

@@ -667,6 +667,11 @@ CASES = {
         2,
         "neither a run folder (metrics.csv) nor a sweep folder (sweep.yaml)",
     ),
+    "compare: one folder given twice": Case(
+        lambda ws, c: ["compare", str(ws / "runs"), str(ws / "runs"), "--png", str(ws / "c.png")],
+        2,
+        "runs: given twice; name each run or sweep once",
+    ),
     "runs: checkpoint of another width": Case(
         lambda ws, c: ["train", "--resume", str(ws / "edited"), "--no-progress"],
         1,

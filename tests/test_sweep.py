@@ -314,6 +314,35 @@ def test_a_sweep_without_finished_runs_prints_no_plots_line(
     assert "plots:" not in result.stdout
 
 
+def test_compare_prints_run_names_in_full(tmp_path: Path) -> None:
+    """Run names share their first characters: a narrow table folds them, never cuts them."""
+    names = [f"20261130-043931-a-config-with-a-long-name-{i}" for i in range(2)]
+    for name in names:
+        run = tmp_path / name
+        run.mkdir()
+        columns = ",".join(runs.METRIC_COLUMNS)
+        (run / runs.METRICS_FILE).write_text(f"{columns}\n1,0.1,2.0,0.1,2.0,0.1,1.0\n")
+        summary = {"test_accuracy": 0.1, "best_test_accuracy": 0.1, "train_seconds": 1.0}
+        (run / runs.SUMMARY_FILE).write_text(json.dumps(summary))
+    command = [sys.executable, "-m", "cifar_supercon", "compare", *names, "--png", "c.png"]
+    env = {**os.environ, "COLUMNS": "80"}
+    shown = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert "…" not in shown.stdout
+    rows = [line for line in shown.stdout.splitlines() if line.startswith("│")]
+    first_column = [row.split("│")[1].strip() for row in rows]
+    assert "".join(names) in "".join(first_column)
+    # The same run twice, however spelled, is refused rather than shown as two runs.
+    again = f"../{tmp_path.name}/{names[0]}"
+    twice = subprocess.run(
+        [*command[:4], names[0], again], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert twice.returncode == 2
+    assert twice.stderr == (
+        f"error: compare: {names[0]} and {again}: one folder; name each run or sweep once\n"
+    )
+
+
 RAY_DRIVER = """
 import sys
 from cifar_supercon import executors, sweep
