@@ -370,14 +370,18 @@ def _nearby(path: Path) -> str:
 
 
 def _weight_decays(text: str) -> Override:
+    """Read as --grid reads its values: an empty value or one given twice is refused."""
+    where = f"--weight-decay {text!r}"
+    items = sweep_spec.split_values(text, where)
     try:
-        values = [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in items]
     except ValueError:
         values = []
     if not values:
         raise config_lib.ConfigError(
-            [f"--weight-decay {text!r}: expected comma-separated numbers, e.g. 1e-3,5e-4,0"]
+            [f"{where}: expected comma-separated numbers, e.g. 1e-3,5e-4,0"]
         )
+    sweep_spec.distinct(where, values, items)
     return Override("finder.weight_decays", values, "--weight-decay")
 
 

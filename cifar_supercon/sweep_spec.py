@@ -33,16 +33,36 @@ def parse_grid(text: str) -> tuple[str, list[Any]]:
     read as YAML (numbers, true/false, names)."""
     key, sep, values = text.partition("=")
     key = key.strip()
-    items = [v.strip() for v in values.split(",")]
-    if not sep or not key or not any(items):
+    items = split_values(values, f"--grid {text!r}") if sep and key else []
+    if not items:
         raise ConfigError(
             [f"--grid {text!r}: expected KEY=V1,V2,..., e.g. --grid schedule.lr_max=0.2,0.4,0.8"]
         )
-    if not all(items):
-        raise ConfigError([f"--grid {text!r}: a value is empty (two commas, or one at an end)"])
     config_lib.check_key(key, "--grid")
     check_grid_key(key, "--grid")
     return key, [config_lib.parse_set(f"{key}={item}", "--grid").value for item in items]
+
+
+def split_values(text: str, where: str) -> list[str]:
+    """`0.2, 0.4,0.8` -> ["0.2", "0.4", "0.8"] ([] when nothing is given). An empty value between
+    two commas or at an end is a typo, not a value: refused, `where` naming the option."""
+    items = [v.strip() for v in text.split(",")]
+    if not any(items):
+        return []
+    if not all(items):
+        raise ConfigError([f"{where}: a value is empty (two commas, or one at an end)"])
+    return items
+
+
+def distinct(where: str, values: Sequence[Any], given: Sequence[Any]) -> None:
+    """Two spellings of one value (0.1 and 1e-1) would be one run, or one curve, counted twice.
+    `values` as they are read, `given` as they were typed."""
+    for i, value in enumerate(values):
+        if value in values[:i]:
+            first = values.index(value)
+            raise UsageError(
+                f"{where}: {given[first]!r} and {given[i]!r} are the same value; list each once"
+            )
 
 
 def check_grid_key(key: str, source: str) -> None:

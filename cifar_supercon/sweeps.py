@@ -43,6 +43,7 @@ from .sweep_spec import (
     SPEC_FILE,
     Spec,
     check_grid_key,
+    distinct,
     make_spec,
     open_folder,
     run_name,
@@ -200,11 +201,10 @@ def sweep(
     if not seeds or outside:
         raise UsageError(f"seeds {list(seeds)[:5]}: expected 0 <= seed <= {config_lib.MAX_SEED}")
     base = api.resolve_config(config, overrides)
-    grid = {
-        key: _distinct(key, [_validated(base, key, v) for v in values], values)
-        for key, values in grid.items()
-    }
-    spec = make_spec(base, grid, seeds)
+    read = {key: [_validated(base, key, v) for v in values] for key, values in grid.items()}
+    for key, values in read.items():
+        distinct(f"grid {key}", values, grid[key])
+    spec = make_spec(base, read, seeds)
     place = {"data.root": str(base.data.root), "train.device": base.train.device}
     folder = Path(out) / (name or f"{base.name}-{spec.digest()}")
     open_folder(folder, spec)
@@ -253,17 +253,6 @@ def _validated(base: Config, key: str, value: Any) -> Any:
     for part in key.split("."):
         node = getattr(node, part)
     return node if isinstance(node, bool | int | float | str) else value
-
-
-def _distinct(key: str, values: list[Any], given: Sequence[Any]) -> list[Any]:
-    """Two spellings of one value (0.1 and 1e-1) would be one run counted twice."""
-    for i, value in enumerate(values):
-        if value in values[:i]:
-            first = values.index(value)
-            raise UsageError(
-                f"grid {key}: {given[first]!r} and {given[i]!r} are the same value; list each once"
-            )
-    return values
 
 
 def _outcome(row: Mapping[str, Any]) -> str:

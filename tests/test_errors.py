@@ -693,6 +693,16 @@ CASES = {
         "evil.pt: refused: the file holds pickled objects that could run code",
         prepare=pickled_payload,
     ),
+    "finder: an empty --weight-decay value": Case(
+        lambda ws, c: ["find-lr", "--config", str(c), "--weight-decay", "1e-3,,0"],
+        2,
+        "--weight-decay '1e-3,,0': a value is empty (two commas, or one at an end)",
+    ),
+    "finder: a weight decay listed twice (in any spelling)": Case(
+        lambda ws, c: ["find-lr", "--config", str(c), "--weight-decay", "1e-3,0,0.001"],
+        2,
+        "--weight-decay '1e-3,0,0.001': '1e-3' and '0.001' are the same value; list each once",
+    ),
     "finder: the loss diverged at once": Case(
         lambda ws, c: [
             "find-lr",
