@@ -65,8 +65,20 @@ LearningRate = Annotated[
 Momentum = Annotated[float, Field(gt=0, lt=1)]
 
 
-def _accepts_bool(annotation: Any) -> bool:
-    return annotation is bool or any(map(_accepts_bool, typing.get_args(annotation)))
+def _accepts(kinds: tuple[type, ...], annotation: Any) -> bool:
+    """Whether a field's type (through Optional, Annotated, tuple[...]) takes one of `kinds`."""
+    return annotation in kinds or any(_accepts(kinds, a) for a in typing.get_args(annotation))
+
+
+# What a field expects, in words, when YAML hands it a boolean (`true`, `yes`, `no`).
+_EXPECTED = (((int, float), "a number"), ((Path,), "a path"), ((str,), "a string"))
+
+
+def _expected_instead_of_bool(annotation: Any) -> str | None:
+    """None where a boolean is allowed, or where pydantic's own message lists the choices."""
+    if _accepts((bool,), annotation):
+        return None
+    return next((what for kinds, what in _EXPECTED if _accepts(kinds, annotation)), None)
 
 
 class Section(BaseModel):
@@ -77,10 +89,13 @@ class Section(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        """YAML's yes/true would pass as 1 where a number is wanted (`width: yes` is width 1)."""
+        """YAML's yes/true would pass as 1 where a number is wanted (`width: yes` is width 1);
+        refused, in words that name the type the field wants."""
         field = cls.model_fields.get(info.field_name or "")
-        if isinstance(value, bool) and field is not None and not _accepts_bool(field.annotation):
-            raise ValueError("expected a number, not a boolean")
+        if isinstance(value, bool) and field is not None:
+            expected = _expected_instead_of_bool(field.annotation)
+            if expected is not None:
+                raise ValueError(f"expected {expected}, not a boolean")
         if field is not None and field.annotation is Path and isinstance(value, str | Path):
             return Path(value).expanduser()  # `~/data` as a shell would read it
         return value

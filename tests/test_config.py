@@ -103,6 +103,18 @@ def test_booleans_are_not_numbers(key: str, value: bool) -> None:
         config_lib.load([], {key: value})
 
 
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("name", "name: expected a string, not a boolean"),
+        ("data.root", "data.root: expected a path, not a boolean"),
+        ("train.device", "train.device: input should be 'auto', 'cpu' or 'cuda'"),
+    ],
+)
+def test_a_boolean_is_refused_in_words_of_the_fields_type(key: str, expected: str) -> None:
+    assert problems_of(overrides={key: True}) == [f"overrides: {expected} (got True)"]
+
+
 def test_flags_still_take_booleans() -> None:
     cfg = config_lib.load([], {"train.compile": True, "data.flip": False})
     assert (cfg.train.compile, cfg.data.flip) == (True, False)

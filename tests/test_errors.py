@@ -315,6 +315,11 @@ CASES = {
         2,
         "--set: model.width: expected a number, not a boolean (got True)",
     ),
+    "config: a boolean where a string is wanted": Case(
+        lambda ws, c: show(ws, "--set", "name=true"),
+        2,
+        "--set: name: expected a string, not a boolean (got True)",
+    ),
     "config: a non-finite number": Case(
         lambda ws, c: show(ws, "--set", "optim.weight_decay=.inf"),
         2,
