@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shlex
 import shutil
 import sys
 from collections.abc import Iterator
@@ -124,7 +125,9 @@ def _reported(debug: bool) -> Iterator[None]:
     except Interrupted as e:
         if debug:
             raise
-        hint = f"; resume with: {program()} train --resume {e.resume}" if e.resume else ""
+        hint = ""
+        if e.resume:
+            hint = f"; resume with: {program()} {shlex.join(['train', '--resume', str(e.resume)])}"
         _stopped(e.reason + hint)
         raise typer.Exit(e.exit_code) from None
     except SuperconError as e:
@@ -221,7 +224,8 @@ def _overrides(
 def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     table = Table(title=title)
     for column in header:
-        table.add_column(column)
+        # Folded, never cut with an ellipsis: run names differ only in their last characters.
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*row)
     out_console.print(table)
@@ -266,6 +270,8 @@ def train(
         )
         summary = api.train(config, overrides=overrides, resume=resume, log=_log, progress=progress)
         table = Table(title="result", show_header=False)
+        table.add_column()
+        table.add_column(overflow="fold")  # the run directory, whole however narrow the terminal
         table.add_row("test accuracy", f"{100 * summary['test_accuracy']:.2f}%")
         table.add_row("best test accuracy", f"{100 * summary['best_test_accuracy']:.2f}%")
         table.add_row("epoch reaching 90%", str(summary["epoch_reached_90"] or "not reached"))
@@ -335,19 +341,23 @@ def find_lr(
         )
         _log(f"written: {result.files['png']}, {result.files['csv']}, {result.files['yaml']}")
         tested = result.run_dir / "config.yaml"
-        _log(f"train with: {program()} train --config {tested} --config {result.files['yaml']}")
+        command = shlex.join(
+            ["train", "--config", str(tested), "--config", str(result.files["yaml"])]
+        )
+        _log(f"train with: {program()} {command}")
 
 
 def program() -> str:
     """How to start this program again from here, as the user did: `supercon` when that is on
-    PATH, else the path they typed (`.venv/bin/supercon`) or `python -m cifar_supercon`."""
+    PATH, else the path they typed (`.venv/bin/supercon`) or `python -m cifar_supercon`; quoted
+    for the shell, so that the hints built on it run as printed."""
     started = Path(sys.argv[0])
     if started.name == "__main__.py" and started.parent.name == "cifar_supercon":
-        return f"{_nearby(Path(sys.executable))} -m cifar_supercon"
+        return f"{shlex.quote(_nearby(Path(sys.executable)))} -m cifar_supercon"
     on_path = shutil.which("supercon")
     if started.name != "supercon" or (on_path and Path(on_path).resolve() == started.resolve()):
         return "supercon"
-    return _nearby(started)
+    return shlex.quote(_nearby(started))
 
 
 def _nearby(path: Path) -> str:
@@ -360,14 +370,18 @@ def _nearby(path: Path) -> str:
 
 
 def _weight_decays(text: str) -> Override:
+    """Read as --grid reads its values: an empty value or one given twice is refused."""
+    where = f"--weight-decay {text!r}"
+    items = sweep_spec.split_values(text, where)
     try:
-        values = [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in items]
     except ValueError:
         values = []
     if not values:
         raise config_lib.ConfigError(
-            [f"--weight-decay {text!r}: expected comma-separated numbers, e.g. 1e-3,5e-4,0"]
+            [f"{where}: expected comma-separated numbers, e.g. 1e-3,5e-4,0"]
         )
+    sweep_spec.distinct(where, values, items)
     return Override("finder.weight_decays", values, "--weight-decay")
 
 
@@ -541,7 +555,8 @@ def sweep(
         _log(
             f"written: {folder / sweep_results.RESULTS_FILE}, {folder / sweep_results.SUMMARY_FILE}"
         )
-        _log("plots: " + ", ".join(str(p) for p in result.plots))
+        if result.plots:  # none when no run finished
+            _log("plots: " + ", ".join(str(p) for p in result.plots))
         unfinished = [r for r in result.rows if r["status"] != "finished"]
         failed = [r for r in result.rows if r["status"] == "failed"]
         if failed and len(unfinished) == len(result.rows):

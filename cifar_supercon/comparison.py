@@ -95,6 +95,13 @@ def compare(paths: Sequence[str | Path], png: str | Path | None = None) -> Compa
     """Overlay the test accuracy and lr per epoch of runs and sweep cells; optionally a PNG."""
     if not paths:
         raise UsageError("compare: name at least one run or sweep folder")
+    given: dict[Path, Path] = {}  # resolved -> as typed
+    for path in map(Path, paths):
+        # A folder twice would be two identical lines in the table and the figure.
+        if (first := given.get(path.resolve())) is not None:
+            same = f"{path}: given twice" if first == path else f"{first} and {path}: one folder"
+            raise UsageError(f"compare: {same}; name each run or sweep once")
+        given[path.resolve()] = path
     entries = [entry for path in paths for entry in entries_of(Path(path))]
     figure = plots.curves_figure([e.curve for e in entries])
     if png is not None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import re
 import typing
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,7 @@ from .errors import ConfigError
 AUTO = "auto"
 DEFAULTS = "defaults"
 MAX_SEED = 2**32 - 1  # the range every RNG a seed feeds accepts
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # a run's name, and a sweep's: one folder name
 # Policies whose LR moves between two bounds (the others only use lr_max).
 TWO_BOUND_POLICIES = ("one_cycle", "triangular", "triangular2", "exp_range")
 
@@ -62,8 +65,20 @@ LearningRate = Annotated[
 Momentum = Annotated[float, Field(gt=0, lt=1)]
 
 
-def _accepts_bool(annotation: Any) -> bool:
-    return annotation is bool or any(map(_accepts_bool, typing.get_args(annotation)))
+def _accepts(kinds: tuple[type, ...], annotation: Any) -> bool:
+    """Whether a field's type (through Optional, Annotated, tuple[...]) takes one of `kinds`."""
+    return annotation in kinds or any(_accepts(kinds, a) for a in typing.get_args(annotation))
+
+
+# What a field expects, in words, when YAML hands it a boolean (`true`, `yes`, `no`).
+_EXPECTED = (((int, float), "a number"), ((Path,), "a path"), ((str,), "a string"))
+
+
+def _expected_instead_of_bool(annotation: Any) -> str | None:
+    """None where a boolean is allowed, or where pydantic's own message lists the choices."""
+    if _accepts((bool,), annotation):
+        return None
+    return next((what for kinds, what in _EXPECTED if _accepts(kinds, annotation)), None)
 
 
 class Section(BaseModel):
@@ -74,10 +89,13 @@ class Section(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        """YAML's yes/true would pass as 1 where a number is wanted (`width: yes` is width 1)."""
+        """YAML's yes/true would pass as 1 where a number is wanted (`width: yes` is width 1);
+        refused, in words that name the type the field wants."""
         field = cls.model_fields.get(info.field_name or "")
-        if isinstance(value, bool) and field is not None and not _accepts_bool(field.annotation):
-            raise ValueError("expected a number, not a boolean")
+        if isinstance(value, bool) and field is not None:
+            expected = _expected_instead_of_bool(field.annotation)
+            if expected is not None:
+                raise ValueError(f"expected {expected}, not a boolean")
         if field is not None and field.annotation is Path and isinstance(value, str | Path):
             return Path(value).expanduser()  # `~/data` as a shell would read it
         return value
@@ -173,7 +191,7 @@ class FinderConfig(Section):
 
 
 class Config(Section):
-    name: str = Field("supercon", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # run folder suffix
+    name: str = Field("supercon", pattern=NAME_PATTERN)  # run folder suffix
     seed: int = Field(0, ge=0, le=MAX_SEED)
     out: Path = Path("runs")  # parent folder of run directories
     data: DataConfig = DataConfig()
@@ -527,7 +545,7 @@ def load(
     if problems:
         raise ConfigError(problems)
     if "name" not in merged and paths and base is None:
-        merged["name"] = Path(paths[0]).stem  # runs are named after the config they come from
+        merged["name"] = name_from_file(Path(paths[0]))  # runs are named after their config
 
     try:
         cfg = Config.model_validate(merged, context={"skip_semantic_checks": True})
@@ -552,6 +570,17 @@ def load(
     if problems:
         raise ConfigError(problems)
     return cfg
+
+
+def name_from_file(path: Path) -> str:
+    """The run name a config file gives: its stem in the letters a name may hold (`my conf.yaml`
+    -> my-conf, `ünï.yaml` -> uni, `.hidden.yaml` -> hidden), or the default name when nothing
+    is left. The user never typed this name, so it must not fail validation."""
+    letters = "".join(
+        c for c in unicodedata.normalize("NFKD", path.stem) if not unicodedata.combining(c)
+    )
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", letters).lstrip("._-")
+    return name or Config.model_fields["name"].default
 
 
 def _last_index(items: list[str]) -> Callable[[str], int]:

@@ -7,6 +7,7 @@ unexpected runtime failure (exit 1, traceback with --debug).
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 STOPPED_BY_SIGNAL = "interrupted (Ctrl-C or SIGTERM)"  # a stop outside a run's own checkpointing
@@ -66,5 +67,7 @@ class Interrupted(SuperconError):
     def __init__(self, reason: str, resume: Path | None = None) -> None:
         self.reason = reason
         self.resume = resume
-        hint = f"; resume with: supercon train --resume {resume}" if resume is not None else ""
+        hint = ""
+        if resume is not None:
+            hint = f"; resume with: {shlex.join(['supercon', 'train', '--resume', str(resume)])}"
         super().__init__(reason + hint)

@@ -15,6 +15,7 @@ executor only has to care about processes, devices and interruption.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import multiprocessing
 import os
 import signal
@@ -23,6 +24,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import wait
 from typing import Any, Protocol
+
+import torch
 
 from . import processes
 from .errors import Interrupted, SuperconError, UsageError
@@ -85,6 +88,16 @@ class Devices:
 
     def __init__(self, devices: Sequence[str]) -> None:
         self.devices = list(devices)
+        # Checked here, before a sweep folder exists: a missing GPU would fail every run.
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        missing = [d for d in self.devices if d != "cpu" and int(d) >= count]
+        if missing:
+            raise UsageError(
+                f"--devices {','.join(self.devices)!r}: no CUDA GPU {', '.join(missing)} is "
+                f"available to torch {torch.__version__} (GPUs here: "
+                f"{', '.join(map(str, range(count))) or 'none'}); use --devices cpu (slow) or "
+                "the indices of GPUs that exist"
+            )
 
     def run(self, work: Work, tasks: Sequence[Any], done: Done) -> None:
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: CUDA-safe
@@ -164,18 +177,17 @@ class Ray:
         cpus_per_run: int = 1,
         max_retries: int = 3,
     ) -> None:
+        # Checked here, before a sweep folder exists.
+        if importlib.util.find_spec("ray") is None:
+            raise UsageError("--executor ray needs Ray: pip install 'cifar-supercon[ray]'")
         self.address = address or os.environ.get("RAY_ADDRESS")
         self.num_cpus = num_cpus
         self.cpus_per_run = cpus_per_run
         self.max_retries = max_retries
 
     def run(self, work: Work, tasks: Sequence[Any], done: Done) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise UsageError(
-                "--executor ray needs Ray: pip install 'cifar-supercon[ray]'"
-            ) from None
+        import ray  # optional: __init__ checked that it is installed
+
         started = not ray.is_initialized()
         if started:
             local = {} if self.address else {"num_cpus": self.num_cpus}

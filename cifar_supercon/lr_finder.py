@@ -13,6 +13,7 @@ import dataclasses
 import io
 import itertools
 import math
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,12 +218,13 @@ def write_outputs(report: FinderReport, cfg: Config, folder: Path, tested: Path)
     fragment: dict[str, Any] = {"schedule": {"lr_max": report.lr_max, "lr_min": report.lr_min}}
     if sweeping:
         fragment["optim"] = {"weight_decay": report.weight_decay}
+    paths["yaml"] = folder / "suggested.yaml"
+    command = ["supercon", "train", "--config", str(tested), "--config", str(paths["yaml"])]
     comment = (
         f"# LR range test, method {report.method} (lr_min from {choice.lr_min_from}"
         + (f"; weight decay chosen from {list(cfg.finder.weight_decays or [])}" if sweeping else "")
         + "); train with it:\n"
-        f"#   supercon train --config {tested} --config {folder / 'suggested.yaml'}\n"
+        f"#   {shlex.join(command)}\n"
     )
-    paths["yaml"] = folder / "suggested.yaml"
     runs.write_text(paths["yaml"], comment + yaml.safe_dump(fragment, sort_keys=False))
     return paths

@@ -9,6 +9,7 @@ that reached the target, and the accuracy of every class.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,9 @@ def write(
         "## Reproduce\n"
         f"The resolved configuration is [config.yaml](config.yaml) (seed {cfg.seed}); metrics "
         f"per epoch in [metrics.csv](metrics.csv), the summary in "
-        f"[summary.json](summary.json).\n\n```\nsupercon train --config {run / 'config.yaml'}\n```",
+        f"[summary.json](summary.json).\n\n```\n"
+        + shlex.join(["supercon", "train", "--config", str(run / "config.yaml")])
+        + "\n```",
     ]
     runs.write_text(run / "report.md", "\n\n".join(sections) + "\n")
     return run / "report.md"

@@ -33,22 +33,51 @@ def parse_grid(text: str) -> tuple[str, list[Any]]:
     read as YAML (numbers, true/false, names)."""
     key, sep, values = text.partition("=")
     key = key.strip()
-    items = [v.strip() for v in values.split(",")]
-    if not sep or not key or not any(items):
+    items = split_values(values, f"--grid {text!r}") if sep and key else []
+    if not items:
         raise ConfigError(
             [f"--grid {text!r}: expected KEY=V1,V2,..., e.g. --grid schedule.lr_max=0.2,0.4,0.8"]
         )
-    if not all(items):
-        raise ConfigError([f"--grid {text!r}: a value is empty (two commas, or one at an end)"])
     config_lib.check_key(key, "--grid")
     check_grid_key(key, "--grid")
     return key, [config_lib.parse_set(f"{key}={item}", "--grid").value for item in items]
 
 
+def split_values(text: str, where: str) -> list[str]:
+    """`0.2, 0.4,0.8` -> ["0.2", "0.4", "0.8"] ([] when nothing is given). An empty value between
+    two commas or at an end is a typo, not a value: refused, `where` naming the option."""
+    items = [v.strip() for v in text.split(",")]
+    if not any(items):
+        return []
+    if not all(items):
+        raise ConfigError([f"{where}: a value is empty (two commas, or one at an end)"])
+    return items
+
+
+def distinct(where: str, values: Sequence[Any], given: Sequence[Any]) -> None:
+    """Two spellings of one value (0.1 and 1e-1) would be one run, or one curve, counted twice.
+    `values` as they are read, `given` as they were typed."""
+    for i, value in enumerate(values):
+        if value in values[:i]:
+            first = values.index(value)
+            raise UsageError(
+                f"{where}: {given[first]!r} and {given[i]!r} are the same value; list each once"
+            )
+
+
 def check_grid_key(key: str, source: str) -> None:
-    """Seeds, data and device are not what a grid varies."""
+    """Seeds, data, device and where runs go are not what a grid varies."""
     if key == "seed":
         raise ConfigError([f"{source} seed: not a grid key (use --seeds)"])
+    if key in ("out", "name"):
+        # A sweep's runs go into its own folder, named after their grid values and seed: these
+        # keys would change nothing but make the same run twice.
+        raise ConfigError(
+            [
+                f"{source} {key}: not a grid key (a sweep's runs go into its folder, named after "
+                "their grid values and seed: choose the folder with --out and --name)"
+            ]
+        )
     if key in PLACE_KEYS:
         raise ConfigError(
             [
@@ -110,7 +139,24 @@ def make_spec(base: Config, grid: Mapping[str, Sequence[Any]], seeds: Sequence[i
     plain = config_lib.to_dict(base)
     for key in (*PLACE_KEYS, "out", "name", "seed"):
         _drop(plain, key)
-    return Spec(plain, {k: list(v) for k, v in grid.items()}, sorted(set(seeds)))
+    spec = Spec(plain, {k: list(v) for k, v in grid.items()}, sorted(set(seeds)))
+    _check_run_folders(spec)
+    return spec
+
+
+def _check_run_folders(spec: Spec) -> None:
+    """Values that differ only where a folder name cannot (a/b and a_b) would train two cells
+    into one run folder: refuse them before anything runs."""
+    seed = min(spec.seeds, default=0)
+    cells: dict[str, Sequence[tuple[str, Any]]] = {}
+    for cell in spec.cells():
+        folder = run_name(cell, seed)
+        if folder in cells:
+            raise UsageError(
+                f"grid cells {cell_label(cells[folder])!r} and {cell_label(cell)!r} would share "
+                f"the run folder {folder}; give values that differ in letters or digits"
+            )
+        cells[folder] = cell
 
 
 def _drop(tree: dict[str, Any], dotted: str) -> None:

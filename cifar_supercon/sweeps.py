@@ -15,7 +15,9 @@ runs; sweep_spec.py says what a sweep is, sweep_results.py what its folder adds 
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ from .sweep_spec import (
     SPEC_FILE,
     Spec,
     check_grid_key,
+    distinct,
     make_spec,
     open_folder,
     run_name,
@@ -179,6 +182,12 @@ def sweep(
     """Train `config` for every grid cell x seed into `<out>/<name>/`; returns the rows and
     per-cell statistics. The folder defaults to `<config name>-<spec digest>`, so the same call
     again continues the same sweep."""
+    if name is not None and not re.fullmatch(config_lib.NAME_PATTERN, name):
+        # One folder inside `out`, named like a run: `../x` or `a/b` would put it elsewhere.
+        raise UsageError(
+            f"--name {name!r}: expected one folder name of letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit, e.g. lr-sweep"
+        )
     grid = dict(grid or {})
     fixed = {o.key for o in config_lib.as_overrides(overrides)}
     for key, values in grid.items():
@@ -192,11 +201,10 @@ def sweep(
     if not seeds or outside:
         raise UsageError(f"seeds {list(seeds)[:5]}: expected 0 <= seed <= {config_lib.MAX_SEED}")
     base = api.resolve_config(config, overrides)
-    grid = {
-        key: _distinct(key, [_validated(base, key, v) for v in values], values)
-        for key, values in grid.items()
-    }
-    spec = make_spec(base, grid, seeds)
+    read = {key: [_validated(base, key, v) for v in values] for key, values in grid.items()}
+    for key, values in read.items():
+        distinct(f"grid {key}", values, grid[key])
+    spec = make_spec(base, read, seeds)
     place = {"data.root": str(base.data.root), "train.device": base.train.device}
     folder = Path(out) / (name or f"{base.name}-{spec.digest()}")
     open_folder(folder, spec)
@@ -209,14 +217,17 @@ def sweep(
             f"{len(tasks)} runs, {len(tasks) - len(todo)} done already"
         )
 
+        # Counted as reported, not from the folders: parallel runs can end before the first of
+        # them is reported, and two reports would show the same count.
+        reported = itertools.count(len(tasks) - len(todo) + 1)
+
         def done(result: Mapping[str, Any]) -> None:
             rows = read_rows(folder, spec, target)
             if result:
                 _keep_files(folder / RUNS_DIR / result["run"], result["files"])
                 rows = read_rows(folder, spec, target)
                 (row,) = [r for r in rows if r["run"] == result["run"]]
-                count = sum(r["status"] in ("finished", "failed") for r in rows)
-                log(f"[{count}/{len(rows)}] {row['run']}: {_outcome(row)}")
+                log(f"[{next(reported)}/{len(rows)}] {row['run']}: {_outcome(row)}")
             write_results(folder, rows)
             write_summary(folder, spec, cell_statistics(rows, spec.keys, target), target)
 
@@ -242,17 +253,6 @@ def _validated(base: Config, key: str, value: Any) -> Any:
     for part in key.split("."):
         node = getattr(node, part)
     return node if isinstance(node, bool | int | float | str) else value
-
-
-def _distinct(key: str, values: list[Any], given: Sequence[Any]) -> list[Any]:
-    """Two spellings of one value (0.1 and 1e-1) would be one run counted twice."""
-    for i, value in enumerate(values):
-        if value in values[:i]:
-            first = values.index(value)
-            raise UsageError(
-                f"grid {key}: {given[first]!r} and {given[i]!r} are the same value; list each once"
-            )
-    return values
 
 
 def _outcome(row: Mapping[str, Any]) -> str:

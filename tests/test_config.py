@@ -67,6 +67,26 @@ def test_files_merge_left_to_right_then_overrides(tmp_path: Path) -> None:
     assert cfg.name == "first"  # runs are named after the first config file
 
 
+@pytest.mark.parametrize(
+    ("file_name", "name"),
+    [
+        ("my conf.yaml", "my-conf"),
+        ("ünï.yaml", "uni"),
+        (".hidden.yaml", "hidden"),
+        ("-dash.yaml", "dash"),
+        ("a, b & c!.yaml", "a-b-c-"),
+        ("模型.yaml", "supercon"),
+    ],
+)
+def test_a_config_file_name_becomes_a_valid_run_name(
+    tmp_path: Path, file_name: str, name: str
+) -> None:
+    assert load([write(tmp_path, file_name, "train: {epochs: 10}\n")]).name == name
+    # A name the user sets is theirs: it is checked, not rewritten.
+    explicit = write(tmp_path, "explicit.yaml", "name: my conf\n")
+    assert problems_of([explicit])[0].startswith(f"{explicit}: name: string should match pattern")
+
+
 def test_an_empty_section_in_a_later_file_resets_nothing(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text("schedule:\n  lr_max: 0.8\ntrain:\n  epochs: 30\n")
     (tmp_path / "b.yaml").write_text("schedule: {}\ntrain:\n  batch_size: 64\n")
@@ -81,6 +101,18 @@ def test_an_empty_section_in_a_later_file_resets_nothing(tmp_path: Path) -> None
 def test_booleans_are_not_numbers(key: str, value: bool) -> None:
     with pytest.raises(ConfigError, match=f"{key}: expected a number, not a boolean"):
         config_lib.load([], {key: value})
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("name", "name: expected a string, not a boolean"),
+        ("data.root", "data.root: expected a path, not a boolean"),
+        ("train.device", "train.device: input should be 'auto', 'cpu' or 'cuda'"),
+    ],
+)
+def test_a_boolean_is_refused_in_words_of_the_fields_type(key: str, expected: str) -> None:
+    assert problems_of(overrides={key: True}) == [f"overrides: {expected} (got True)"]
 
 
 def test_flags_still_take_booleans() -> None:

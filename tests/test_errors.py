@@ -315,6 +315,11 @@ CASES = {
         2,
         "--set: model.width: expected a number, not a boolean (got True)",
     ),
+    "config: a boolean where a string is wanted": Case(
+        lambda ws, c: show(ws, "--set", "name=true"),
+        2,
+        "--set: name: expected a string, not a boolean (got True)",
+    ),
     "config: a non-finite number": Case(
         lambda ws, c: show(ws, "--set", "optim.weight_decay=.inf"),
         2,
@@ -520,6 +525,18 @@ CASES = {
         2,
         "--grid data.root: not a grid key (where the data is and which device runs it",
     ),
+    "sweep: where runs go, as a grid key": Case(
+        lambda ws, c: ["sweep", "-c", str(c), "-g", "out=a/b,../../c"],
+        2,
+        "--grid out: not a grid key (a sweep's runs go into its folder, named after their grid "
+        "values and seed: choose the folder with --out and --name)",
+    ),
+    "sweep: two cells with one run folder": Case(
+        lambda ws, c: ["sweep", "-c", str(c), "-g", "schedule.anneal=a/b,a_b", "--out", "sw"],
+        2,
+        "grid cells 'anneal=a/b' and 'anneal=a_b' would share the run folder anneal=a_b-seed0; "
+        "give values that differ in letters or digits",
+    ),
     "sweep: bad seeds": Case(
         lambda ws, c: ["sweep", "--config", str(c), "--seeds", "3-1"],
         2,
@@ -539,6 +556,19 @@ CASES = {
         lambda ws, c: ["sweep", "--config", str(c), "--ray-address", "x:1"],
         2,
         "--ray-address is for --executor ray",
+    ),
+    "sweep: --devices names a GPU that is not there": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--devices", "0"],
+        2,
+        f"--devices '0': no CUDA GPU 0 is available to torch {torch.__version__} (GPUs here: "
+        "none); use --devices cpu (slow) or the indices of GPUs that exist",
+        prepare=no_gpu,
+    ),
+    "sweep: --executor ray without Ray": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--executor", "ray"],
+        2,
+        "--executor ray needs Ray: pip install 'cifar-supercon[ray]'",
+        prepare=lambda ws, mp: mp.setitem(sys.modules, "ray", None),  # as if not installed
     ),
     "sweep: --devices empty": Case(
         lambda ws, c: ["sweep", "--config", str(c), "--devices", ""],
@@ -650,10 +680,21 @@ CASES = {
         "x: holds another sweep (",
         prepare=sweep_named_x,
     ),
+    "sweep: a --name that is not one folder name": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--name", "../../escape"],
+        2,
+        "--name '../../escape': expected one folder name of letters, digits, '.', '_' and '-', "
+        "starting with a letter or digit, e.g. lr-sweep",
+    ),
     "compare: neither a run nor a sweep": Case(
         lambda ws, c: ["compare", str(ws), "--png", str(ws / "c.png")],
         2,
         "neither a run folder (metrics.csv) nor a sweep folder (sweep.yaml)",
+    ),
+    "compare: one folder given twice": Case(
+        lambda ws, c: ["compare", str(ws / "runs"), str(ws / "runs"), "--png", str(ws / "c.png")],
+        2,
+        "runs: given twice; name each run or sweep once",
     ),
     "runs: checkpoint of another width": Case(
         lambda ws, c: ["train", "--resume", str(ws / "edited"), "--no-progress"],
@@ -675,6 +716,16 @@ CASES = {
         1,
         "evil.pt: refused: the file holds pickled objects that could run code",
         prepare=pickled_payload,
+    ),
+    "finder: an empty --weight-decay value": Case(
+        lambda ws, c: ["find-lr", "--config", str(c), "--weight-decay", "1e-3,,0"],
+        2,
+        "--weight-decay '1e-3,,0': a value is empty (two commas, or one at an end)",
+    ),
+    "finder: a weight decay listed twice (in any spelling)": Case(
+        lambda ws, c: ["find-lr", "--config", str(c), "--weight-decay", "1e-3,0,0.001"],
+        2,
+        "--weight-decay '1e-3,0,0.001': '1e-3' and '0.001' are the same value; list each once",
     ),
     "finder: the loss diverged at once": Case(
         lambda ws, c: [
@@ -743,22 +794,23 @@ def comparable_metrics(run: Path) -> list[dict]:
 
 
 def test_sigint_saves_and_exits_130(image_folder: Path, tmp_path: Path) -> None:
-    cfg = tiny_config(image_folder, tmp_path / "runs", train={"epochs": 30})
+    out = tmp_path / "sp ace" / "it's"  # the hint must quote what the shell would split
+    cfg = tiny_config(image_folder, out, train={"epochs": 30})
     (tmp_path / "tiny.yaml").write_text(config_lib.to_yaml(cfg))
     process = run_cli("train", "--config", "tiny.yaml", "--no-progress", cwd=tmp_path)
-    wait_for(lambda: any((tmp_path / "runs").glob("*/metrics.csv")))
+    wait_for(lambda: any(out.glob("*/metrics.csv")))
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
-    (run,) = (tmp_path / "runs").iterdir()
+    (run,) = out.iterdir()
     assert err.strip().splitlines() == [
         next(line for line in err.splitlines() if "resume with" in line)
     ]
     assert "Traceback" not in err
     assert runs.load_checkpoint(run / "checkpoints" / "last.pt")["scheduler"]["steps_done"] > 0
     printed = err.split("resume with: ", 1)[1].strip()
-    assert printed.endswith(f" train --resume {run}")
-    resumed = subprocess.run(shlex.split(printed), cwd=tmp_path, capture_output=True, text=True)
+    assert shlex.split(printed)[-3:] == ["train", "--resume", str(run)]
+    resumed = subprocess.run(["bash", "-c", printed], cwd=tmp_path, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr  # the hint runs as printed
     assert (run / "summary.json").is_file()
     epoch, step, steps = re.search(r"stopped in epoch (\d+) after step (\d+)/(\d+)", err).groups()

@@ -178,30 +178,38 @@ def test_weight_decay_sweep_starts_each_from_the_same_state(
 
 def test_find_lr_command_writes_a_usable_suggestion(image_folder: Path, tmp_path: Path) -> None:
     config = tmp_path / "tiny.yaml"
-    cfg = tiny_config(image_folder, tmp_path / "runs", finder={"num_iters": 15})
+    out = tmp_path / "sp ace" / "it's"  # every printed command must quote what a shell splits
+    cfg = tiny_config(image_folder, out, finder={"num_iters": 15})
     config.write_text(config_lib.to_yaml(cfg))
     result = CliRunner().invoke(app, ["find-lr", "--config", str(config), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "suggested: lr_max = " in result.stdout
-    (run,) = (tmp_path / "runs").iterdir()
+    (run,) = out.iterdir()
     assert run.name.endswith("-tiny-find-lr")
     assert (run / "lr_finder.png").read_bytes().startswith(b"\x89PNG")
     header = (run / "lr_finder.csv").read_text().splitlines()[0]
     assert header == "lr,loss,smoothed_loss"
     # train accepts the fragment on top of the assignment config
-    merged = config_lib.load([REPO / "configs" / "default.yaml", run / "suggested.yaml"])
-    fragment = yaml.safe_load((run / "suggested.yaml").read_text())
+    suggested = run / "suggested.yaml"
+    merged = config_lib.load([REPO / "configs" / "default.yaml", suggested])
+    fragment = yaml.safe_load(suggested.read_text())
     assert merged.schedule.lr_max == fragment["schedule"]["lr_max"]
     assert merged.schedule.lr_min == fragment["schedule"]["lr_min"] < merged.schedule.lr_max
     # The printed train command runs as printed: the finder run's own config plus the fragment.
     (hint,) = [line for line in result.stdout.splitlines() if line.startswith("train with: ")]
     program, *args = shlex.split(hint.removeprefix("train with: "))
     assert program == "supercon" and args[0] == "train"  # CliRunner: not started from a venv path
+    assert args == ["train", "--config", str(run / "config.yaml"), "--config", str(suggested)]
+    (comment,) = [line for line in suggested.read_text().splitlines() if "supercon train" in line]
+    assert shlex.split(comment.removeprefix("#")) == [program, *args]
     trained = CliRunner().invoke(app, [*args, "--no-progress"])
     assert trained.exit_code == 0, trained.output
-    (summary,) = (tmp_path / "runs").glob("*-tiny/summary.json")
+    (summary,) = out.glob("*-tiny/summary.json")
     done = yaml.safe_load(summary.read_text())
     assert (done["lr_max"], done["lr_min"]) == (merged.schedule.lr_max, merged.schedule.lr_min)
+    trained_run = summary.parent
+    reproduce = (trained_run / "report.md").read_text().split("## Reproduce")[1].split("```")[1]
+    assert shlex.split(reproduce) == ["supercon", "train", "--config", f"{trained_run}/config.yaml"]
 
 
 def test_the_table_lists_every_method(image_folder: Path, tmp_path: Path) -> None:

@@ -13,12 +13,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import run_cli, tiny_config, wait_for
 from PIL import Image
+from typer.testing import CliRunner
 
 from cifar_supercon import comparison, executors, runs, sweep_results, sweep_spec
 from cifar_supercon import config as config_lib
 from cifar_supercon import sweeps as sweep_lib
+from cifar_supercon.cli import app
 from cifar_supercon.errors import ConfigError, UsageError
 
 GRID = ["--grid", "schedule.lr_max=0.1,0.2", "--grid", "optim.weight_decay=0,0.0005"]
@@ -265,6 +268,79 @@ def test_devices_executor_runs_processes_and_agrees(image_folder: Path, tmp_path
     assert len(pids) == 12  # each run in a process of its own
     with pytest.raises(UsageError):
         executors.parse_devices("0,gpu")
+
+
+@pytest.mark.parametrize("option", [["--devices", "cpu,0"], ["--executor", "ray"]])
+def test_an_executor_that_cannot_run_is_refused_before_the_sweep_folder(
+    option: list[str], image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    config = write_config(image_folder, tmp_path)
+    result = CliRunner().invoke(
+        app, ["sweep", "--config", str(config), *option, "--out", str(tmp_path / "sw")]
+    )
+    assert result.exit_code == 2, result.output
+    assert not (tmp_path / "sw").exists()
+
+
+class AllAtOnce:
+    """Every run ends before the first is reported, as parallel runs can."""
+
+    def run(self, work: executors.Work, tasks: list, done: executors.Done) -> None:
+        for result in [work(task, None) for task in tasks]:
+            done(result)
+
+
+def test_each_reported_run_has_its_own_count(image_folder: Path, tmp_path: Path) -> None:
+    logged: list[str] = []
+    sweep_lib.sweep(
+        write_config(image_folder, tmp_path),
+        grid={"schedule.lr_max": [0.1, 0.2]},
+        out=tmp_path / "sw",
+        executor=AllAtOnce(),
+        log=logged.append,
+    )
+    assert [line.split()[0] for line in logged if line.startswith("[")] == ["[1/2]", "[2/2]"]
+
+
+def test_a_sweep_without_finished_runs_prints_no_plots_line(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    config = write_config(image_folder, tmp_path)
+    command = ["sweep", "--config", str(config), "--data-dir", str(tmp_path / "nowhere")]
+    result = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "sw")])
+    assert result.exit_code == 1 and "no run of the sweep finished" in result.stderr
+    assert "plots:" not in result.stdout
+
+
+def test_compare_prints_run_names_in_full(tmp_path: Path) -> None:
+    """Run names share their first characters: a narrow table folds them, never cuts them."""
+    names = [f"20261130-043931-a-config-with-a-long-name-{i}" for i in range(2)]
+    for name in names:
+        run = tmp_path / name
+        run.mkdir()
+        columns = ",".join(runs.METRIC_COLUMNS)
+        (run / runs.METRICS_FILE).write_text(f"{columns}\n1,0.1,2.0,0.1,2.0,0.1,1.0\n")
+        summary = {"test_accuracy": 0.1, "best_test_accuracy": 0.1, "train_seconds": 1.0}
+        (run / runs.SUMMARY_FILE).write_text(json.dumps(summary))
+    command = [sys.executable, "-m", "cifar_supercon", "compare", *names, "--png", "c.png"]
+    env = {**os.environ, "COLUMNS": "80"}
+    shown = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert "…" not in shown.stdout
+    rows = [line for line in shown.stdout.splitlines() if line.startswith("│")]
+    first_column = [row.split("│")[1].strip() for row in rows]
+    assert "".join(names) in "".join(first_column)
+    # The same run twice, however spelled, is refused rather than shown as two runs.
+    again = f"../{tmp_path.name}/{names[0]}"
+    twice = subprocess.run(
+        [*command[:4], names[0], again], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert twice.returncode == 2
+    assert twice.stderr == (
+        f"error: compare: {names[0]} and {again}: one folder; name each run or sweep once\n"
+    )
 
 
 RAY_DRIVER = """
