@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import pickle
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,25 +227,35 @@ def _decode_chunk(paths: list[str]) -> np.ndarray:
 def _decode_folder(root: Path, listing: Listing, log: Log) -> tuple[Split, Split, tuple[str, ...]]:
     total = sum(len(files) for files in listing.values())
     log(f"decoding {total} images from {root} (once; cached afterwards)")
+    classes = tuple(class_folders(root / "train"))
+    if multiprocessing.current_process().daemon:
+        # A daemonic process (a run of `sweep --devices`) may not start workers: decode here.
+        return *_decode_splits(listing, map), classes
     # Processes, not threads: Pillow holds the GIL for most of the work on such small images.
     # fork (where available) spares each worker re-importing torch.
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    splits = []
     workers = {"max_workers": os.cpu_count() or 1, "mp_context": context}
     # Workers hold nothing worth saving: if this process dies, they die at once too.
     with ProcessPoolExecutor(
         **workers, initializer=processes.die_with_parent, initargs=(signal.SIGKILL,)
     ) as pool:
-        for split in SPLITS:
-            paths = [f.path for f in listing[split]]
-            chunks = [paths[i : i + DECODE_CHUNK] for i in range(0, len(paths), DECODE_CHUNK)]
-            pixels = np.concatenate(list(pool.map(_decode_chunk, chunks)))
-            images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
-            labels = torch.tensor([f.label for f in listing[split]], dtype=torch.int64)
-            splits.append(Split(images, labels))
-    classes = tuple(class_folders(root / "train"))
-    return splits[0], splits[1], classes
+        return *_decode_splits(listing, pool.map), classes
+
+
+def _decode_splits(
+    listing: Listing, mapper: Callable[[Callable, list], Iterable[np.ndarray]]
+) -> tuple[Split, Split]:
+    """Each split's images decoded in chunks through `mapper` (a pool's map, or map)."""
+    splits = []
+    for split in SPLITS:
+        paths = [f.path for f in listing[split]]
+        chunks = [paths[i : i + DECODE_CHUNK] for i in range(0, len(paths), DECODE_CHUNK)]
+        pixels = np.concatenate(list(mapper(_decode_chunk, chunks)))
+        images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+        labels = torch.tensor([f.label for f in listing[split]], dtype=torch.int64)
+        splits.append(Split(images, labels))
+    return splits[0], splits[1]
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli, tiny_config, wait_for
+from conftest import run_cli, tiny_config, wait_for, write_image_folder
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -268,6 +268,18 @@ def test_devices_executor_runs_processes_and_agrees(image_folder: Path, tmp_path
     assert len(pids) == 12  # each run in a process of its own
     with pytest.raises(UsageError):
         executors.parse_devices("0,gpu")
+
+
+def test_a_run_in_a_process_of_its_own_decodes_a_folder_never_cached(tmp_path: Path) -> None:
+    """`--devices` runs live in daemonic processes, which may not start decoding workers: a
+    folder that no earlier run cached is decoded inside the run's own process."""
+    fresh = write_image_folder(tmp_path / "fresh", train_per_class=8, test_per_class=2)
+    config = write_config(fresh, tmp_path)
+    process = sweep_cli("--config", str(config), "--devices", "cpu", "--out", "sw", cwd=tmp_path)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    (results,) = tmp_path.glob("sw/*/results.csv")
+    assert [r["status"] for r in read_csv(results)] == ["finished"]
 
 
 @pytest.mark.parametrize("option", [["--devices", "cpu,0"], ["--executor", "ray"]])
