@@ -92,7 +92,8 @@ class Section(BaseModel):
         """YAML's yes/true would pass as 1 where a number is wanted (`width: yes` is width 1);
         refused, in words that name the type the field wants."""
         field = cls.model_fields.get(info.field_name or "")
-        if isinstance(value, bool) and field is not None:
+        items = value if isinstance(value, list | tuple) else [value]  # a list's items too
+        if field is not None and any(isinstance(item, bool) for item in items):
             expected = _expected_instead_of_bool(field.annotation)
             if expected is not None:
                 raise ValueError(f"expected {expected}, not a boolean")

@@ -115,6 +115,14 @@ def test_a_boolean_is_refused_in_words_of_the_fields_type(key: str, expected: st
     assert problems_of(overrides={key: True}) == [f"overrides: {expected} (got True)"]
 
 
+@pytest.mark.parametrize("key", ["finder.weight_decays", "schedule.milestones"])
+def test_a_boolean_inside_a_list_of_numbers_is_refused(key: str) -> None:
+    """`[true]` would otherwise be read as [1.0]: a weight decay of 1, a milestone at epoch 1."""
+    assert problems_of(overrides={key: [1, True]}) == [
+        f"overrides: {key}: expected a number, not a boolean (got [1, True])"
+    ]
+
+
 def test_flags_still_take_booleans() -> None:
     cfg = config_lib.load([], {"train.compile": True, "data.flip": False})
     assert (cfg.train.compile, cfg.data.flip) == (True, False)
