@@ -324,7 +324,7 @@ def test_the_report_answers_the_assignment_by_itself(reference: dict, tmp_path: 
     links = re.findall(r"\]\(([^)]+)\)", text)
     assert {"plots/schedule.png", "plots/clr_triangle.png", "plots/training.png"} <= set(links)
     assert all((run / link).is_file() for link in links), links  # relative links that resolve
-    assert "`cifar_supercon/schedule.py`" in text and "| **total** | | | **26,340** |" in text
+    assert "`cifar_supercon/schedule.py`" in text and "| **total** | | | **26,116** |" in text
     assert "| layer3 residual | x + 2 x (conv 3x3 32, BN, ReLU) | 32 x 4 x 4 | 18,560 |" in text
     assert all(f"| {name} | " in text for name in ("apple", "boat", "cloud"))
     assert reference["summary"]["device"] in text and "Cutout 8x8" in text
