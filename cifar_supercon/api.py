@@ -9,6 +9,7 @@ overrides (a mapping of dotted keys, or `Override`s), and reports through `log`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from collections.abc import Callable, Mapping, Sequence
@@ -115,7 +116,14 @@ def find_lr(
     setup = engine.build(cfg, log)
     run = runs.create(cfg.out, f"{cfg.name}-find-lr")
     runs.write_config(run, cfg)
-    report = lr_finder.find_in_setup(setup, progress, log)
+    try:
+        report = lr_finder.find_in_setup(setup, progress, log)
+    except BaseException:
+        # A range test is not resumable: a folder holding only its config would be litter.
+        (run / runs.CONFIG_FILE).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # only when nothing else is in it
+            run.rmdir()
+        raise
     files = lr_finder.write_outputs(report, cfg, run, tested=run / runs.CONFIG_FILE)
     return FindLrResult(report, run, files)
 

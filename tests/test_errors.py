@@ -838,6 +838,7 @@ def test_sigterm_stops_any_command_with_one_line(
     (line,) = err.strip().splitlines()
     if command[0] == "find-lr":
         assert line == "stopped: interrupted (Ctrl-C or SIGTERM)"
+        assert not list((tmp_path / "runs").iterdir())  # nothing to resume: no folder left
     else:
         (run,) = [p.parent for p in (tmp_path / "runs").glob("*/config.yaml")]
         assert line.startswith("stopped: interrupted (Ctrl-C or SIGTERM); resume with: ")
