@@ -11,7 +11,7 @@ import math
 import shlex
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any
@@ -60,7 +60,11 @@ class _OneLineErrors(TyperGroup):
             given = list(kwargs.get("args") or (args[0] if args else None) or sys.argv[1:])
             words = words or [w for w in given[:1] if w in self.commands]
             where = " ".join(["supercon", *words])
-            _error(f"{where}: {e.format_message()} (see {where} --help)")  # type: ignore[attr-defined]
+            message = e.format_message()  # type: ignore[attr-defined]
+            value = _given_value(getattr(getattr(e, "param", None), "opts", ()), given)
+            if value is not None and repr(value) not in message:
+                message += f" (got {value!r})"
+            _error(f"{where}: {message} (see {where} --help)")
             code = e.exit_code  # type: ignore[attr-defined]
         except typer.Abort:  # click's name for a KeyboardInterrupt outside a command's own handling
             _stopped(STOPPED_BY_SIGNAL)
@@ -68,6 +72,18 @@ class _OneLineErrors(TyperGroup):
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _given_value(opts: Sequence[str], argv: Sequence[str]) -> str | None:
+    """What followed an option on the command line (`--epochs ten`, `--epochs=ten`), for the
+    message of a value the option refused; None if it cannot be told."""
+    for i, word in enumerate(argv):
+        for opt in opts:
+            if word == opt and i + 1 < len(argv):
+                return argv[i + 1]
+            if opt.startswith("--") and word.startswith(opt + "="):
+                return word[len(opt) + 1 :]
+    return None
 
 
 app = typer.Typer(

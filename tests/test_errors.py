@@ -345,7 +345,9 @@ CASES = {
         lambda ws, c: ["train", "--bogus"], 2, "supercon train: No such option: --bogus"
     ),
     "usage: option value of the wrong type": Case(
-        lambda ws, c: ["train", "--epochs", "ten"], 2, "Invalid value for '--epochs'"
+        lambda ws, c: ["train", "--epochs=ten"],
+        2,
+        "'ten'",  # the value, in click's words ('ten' is not ...) or typer's (... (got 'ten'))
     ),
     "usage: --device cuda without a GPU": Case(
         lambda ws, c: train(ws, c, "--device", "cuda"),
