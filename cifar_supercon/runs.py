@@ -72,8 +72,10 @@ def create(out: Path, name: str, now: datetime | None = None) -> Path:
             except FileExistsError:
                 continue
     except OSError as e:
+        # mkdir's "File exists" for a file where the folder should be says too little
+        reason = "a file, not a folder" if out.is_file() else e.strerror
         raise SuperconError(
-            f"{out}: cannot create a run directory here ({e.strerror}); choose another --out"
+            f"{out}: cannot create a run directory here ({reason}); choose another --out"
         ) from None
     raise SuperconError(f"{out}: too many runs named {stamp}-{name}")
 

@@ -474,6 +474,12 @@ CASES = {
         "a-file/runs: cannot create a run directory here",
         prepare=lambda ws, _: files(ws, **{"a-file": "not a folder"}),
     ),
+    "runs: --out is a file": Case(
+        lambda ws, c: train(ws, c, "--out", str(ws / "a-file")),
+        1,
+        "a-file: cannot create a run directory here (a file, not a folder); choose another --out",
+        prepare=lambda ws, _: files(ws, **{"a-file": "not a folder"}),
+    ),
     "runs: --resume of a folder that is not a run": Case(
         lambda ws, c: ["train", "--resume", str(ws)], 2, "not a run directory (no config.yaml)"
     ),
