@@ -185,7 +185,9 @@ def find_in_setup(setup: Setup, progress: bool = False, log: Log = lambda _: Non
         if all(c.diverged for c in curves):
             raise SuperconError(
                 f"LR range test: the loss diverged after {longest} steps without falling first "
-                f"(from finder.start_lr = {cfg.start_lr:g}); lower finder.start_lr"
+                f"(from finder.start_lr = {cfg.start_lr:g}, stopping at finder.diverge = "
+                f"{cfg.diverge:g} x the best loss); lower finder.start_lr, or raise "
+                "finder.diverge if the loss only wobbled"
             )
         raise SuperconError(
             f"LR range test: the loss never fell in {longest} steps from finder.start_lr = "

@@ -748,7 +748,8 @@ CASES = {
         ],
         1,
         "LR range test: the loss diverged after 2 steps without falling first "
-        "(from finder.start_lr = 1e+06); lower finder.start_lr",
+        "(from finder.start_lr = 1e+06, stopping at finder.diverge = 4 x the best loss); lower "
+        "finder.start_lr, or raise finder.diverge if the loss only wobbled",
     ),
     "runs: training loss not finite": Case(
         lambda ws, c: train(ws, c, "--lr-min", "1e12", "--lr-max", "1e13"),
