@@ -146,10 +146,7 @@ def _child_environment(device: str, cpu_share: int) -> Iterator[None]:
     key, value = (
         ("OMP_NUM_THREADS", str(cpu_share))
         if device == "cpu"
-        else (
-            "CUDA_VISIBLE_DEVICES",
-            device,
-        )
+        else ("CUDA_VISIBLE_DEVICES", visible_gpu(device, os.environ.get("CUDA_VISIBLE_DEVICES")))
     )
     previous = os.environ.get(key)
     os.environ[key] = value
@@ -160,6 +157,13 @@ def _child_environment(device: str, cpu_share: int) -> Iterator[None]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = previous
+
+
+def visible_gpu(index: str, visible: str | None) -> str:
+    """The CUDA_VISIBLE_DEVICES entry for GPU `index` as this process numbers them: under
+    CUDA_VISIBLE_DEVICES=2,3 the user's `--devices 0` is the GPU listed first (2), not GPU 0."""
+    listed = [v.strip() for v in (visible or "").split(",") if v.strip()]
+    return listed[int(index)] if int(index) < len(listed) else index
 
 
 class Ray:

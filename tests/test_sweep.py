@@ -431,3 +431,11 @@ def test_compare_overlays_runs(image_folder: Path, tmp_path: Path) -> None:
         text=True,
     )
     assert bad.returncode == 2 and "neither a run folder" in bad.stderr
+
+
+def test_a_gpu_index_maps_through_the_callers_visible_devices() -> None:
+    """--devices counts GPUs as this process sees them; each run's CUDA_VISIBLE_DEVICES must
+    name the same physical GPU, not the index read as a physical number."""
+    assert executors.visible_gpu("0", "2,3") == "2"
+    assert executors.visible_gpu("1", "GPU-aaa, GPU-bbb") == "GPU-bbb"  # UUIDs too
+    assert executors.visible_gpu("1", None) == executors.visible_gpu("1", "") == "1"
