@@ -45,6 +45,12 @@ def entries_of(path: Path) -> list[Entry]:
             if finished := sweep_spec.finished_runs(path, spec, cell):
                 label = sweep_spec.cell_label(cell)
                 found.append(_entry(finished, f"{path.name}: {label}" if label else path.name))
+        if not found and not (path / sweep_spec.RUNS_DIR).is_dir():
+            # e.g. a results folder that kept the sweep's tables but not its runs
+            raise UsageError(
+                f"{path}: no runs/ folder; compare draws each run's metrics.csv, which "
+                "results.csv alone does not hold"
+            )
         if not found:
             raise UsageError(f"{path}: no finished runs in this sweep yet")
         return found

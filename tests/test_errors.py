@@ -699,6 +699,12 @@ CASES = {
         2,
         "neither a run folder (metrics.csv) nor a sweep folder (sweep.yaml)",
     ),
+    "compare: a sweep folder without its runs": Case(
+        lambda ws, c: ["compare", str(ws / "sw" / "x"), "--png", str(ws / "c.png")],
+        2,
+        "x: no runs/ folder; compare draws each run's metrics.csv, which results.csv alone",
+        prepare=sweep_named_x,
+    ),
     "compare: one folder given twice": Case(
         lambda ws, c: ["compare", str(ws / "runs"), str(ws / "runs"), "--png", str(ws / "c.png")],
         2,
