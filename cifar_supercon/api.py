@@ -70,9 +70,9 @@ def train(
         with runs.locked(run):
             for folder in (run, run / runs.CHECKPOINTS, run / "plots"):
                 runs.remove_stale_temporaries(folder)  # of a writer killed mid-write
-            runs.check_resume_config(run, cfg)
+            checkpoint = runs.resume_checkpoint(run, cfg)
             setup = engine.build(cfg, log)
-            summary = _fit_resumably(cfg, run, log, progress, setup)
+            summary = _fit_resumably(cfg, run, log, progress, setup, checkpoint)
         return {**summary, "run_dir": str(run)}
     cfg = resolve_config(config, overrides)
     setup = engine.build(cfg, log)  # bad data fails here, before a run directory exists
@@ -86,13 +86,18 @@ def train(
 
 
 def _fit_resumably(
-    cfg: Config, run: Path, log: Log, progress: bool, setup: engine.Setup
+    cfg: Config,
+    run: Path,
+    log: Log,
+    progress: bool,
+    setup: engine.Setup,
+    checkpoint: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`fit`, where a stop outside the epochs' own signal handling (a second Ctrl-C, one
     during `--lr-max auto`'s range test or while the last outputs are written) still names the
     run to resume: it continues from its last checkpoint, or from the start if none landed."""
     try:
-        return fit(cfg, run, log=log, progress=progress, setup=setup)
+        return fit(cfg, run, log=log, progress=progress, setup=setup, checkpoint=checkpoint)
     except KeyboardInterrupt:
         raise Interrupted(STOPPED_BY_SIGNAL, resume=run) from None
 

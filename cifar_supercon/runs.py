@@ -226,13 +226,16 @@ def read_config(run: Path, overrides: Sequence[config_lib.Override] = ()) -> Con
     return config_lib.load([path], overrides)
 
 
-def check_resume_config(run: Path, cfg: Config) -> None:
-    """Before any data loads: the config a resume would use must be its last.pt's (see
-    `resume_changes`), so an edited config.yaml fails in a second, not after minutes of decoding."""
+def resume_checkpoint(run: Path, cfg: Config) -> dict[str, Any] | None:
+    """The run's last.pt (None before its first save), read before any data loads and checked
+    against the config the resume would use (`resume_changes`): an edited config.yaml fails in a
+    second, not after minutes of decoding."""
     last = run / CHECKPOINTS / LAST
-    if last.is_file():
-        payload = load_checkpoint(last)
-        resume_changes(checkpoint_config(payload, last), cfg, last)
+    if not last.is_file():
+        return None
+    payload = load_checkpoint(last)
+    resume_changes(checkpoint_config(payload, last), cfg, last)
+    return payload
 
 
 def write_metrics(run: Path, rows: Sequence[Mapping[str, Any]]) -> None:

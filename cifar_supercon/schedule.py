@@ -168,10 +168,6 @@ def steps_per_epoch(num_images: int, batch_size: int, drop_last: bool) -> int:
 def check_fits(cfg: ScheduleConfig, epochs: int, steps_per_epoch: int) -> None:
     """What the config cannot check alone: its epochs, turned into whole optimizer steps, must
     still make the schedule (the caller runs this before creating a run directory)."""
-
-    def steps(epochs_: float) -> int:
-        return round(epochs_ * steps_per_epoch)
-
     if cfg.policy == "one_cycle":
         peak_step, last_peak = _one_cycle_peak(cfg, epochs, steps_per_epoch)
         if last_peak < 1:
@@ -190,7 +186,7 @@ def check_fits(cfg: ScheduleConfig, epochs: int, steps_per_epoch: int) -> None:
                 ]
             )
     if cfg.policy == "multistep":
-        at = [steps(m) for m in cfg.milestones]
+        at = [_steps(m, steps_per_epoch) for m in cfg.milestones]
         if any(a >= b for a, b in itertools.pairwise(at)):
             raise ConfigError(
                 [
@@ -201,11 +197,15 @@ def check_fits(cfg: ScheduleConfig, epochs: int, steps_per_epoch: int) -> None:
             )
 
 
+def _steps(epochs: float, steps_per_epoch: int) -> int:
+    """A point or span given in (fractional) epochs, in whole optimizer steps."""
+    return round(epochs * steps_per_epoch)
+
+
 def _one_cycle_peak(cfg: ScheduleConfig, epochs: int, steps_per_epoch: int) -> tuple[int, int]:
     """(the peak's step: the last step of the peak epoch, the latest step a peak may take)."""
-    total = epochs * steps_per_epoch
-    annihilation = round(cfg.annihilation_epochs * steps_per_epoch)
-    return round(cfg.peak_epoch * steps_per_epoch) - 1, total - 2 - annihilation
+    annihilation = _steps(cfg.annihilation_epochs, steps_per_epoch)
+    return _steps(cfg.peak_epoch, steps_per_epoch) - 1, epochs * steps_per_epoch - 2 - annihilation
 
 
 def build(cfg: ScheduleConfig, epochs: int, steps_per_epoch: int) -> Schedule:
@@ -213,17 +213,13 @@ def build(cfg: ScheduleConfig, epochs: int, steps_per_epoch: int) -> Schedule:
     if cfg.lr_max == "auto" or cfg.lr_min == "auto":
         raise ValueError("resolve lr_min/lr_max ('auto') with the LR range test first")
     check_fits(cfg, epochs, steps_per_epoch)
-
-    def steps(epochs_: float) -> int:
-        return round(epochs_ * steps_per_epoch)
-
     if cfg.policy == "one_cycle":
         return OneCycle(
             total_steps=epochs * steps_per_epoch,
             peak_step=_one_cycle_peak(cfg, epochs, steps_per_epoch)[0],
             lr_min=cfg.lr_min,
             lr_max=cfg.lr_max,
-            annihilation_steps=steps(cfg.annihilation_epochs),
+            annihilation_steps=_steps(cfg.annihilation_epochs, steps_per_epoch),
             annihilation_factor=cfg.annihilation_factor,
             anneal=cfg.anneal,
             momentum_max=cfg.momentum_max,
@@ -234,14 +230,18 @@ def build(cfg: ScheduleConfig, epochs: int, steps_per_epoch: int) -> Schedule:
         return Cyclic(
             base_lr=cfg.lr_min,
             max_lr=cfg.lr_max,
-            step_size=max(1, steps(cfg.step_size_epochs)),
+            step_size=max(1, _steps(cfg.step_size_epochs, steps_per_epoch)),
             mode=cfg.policy,
             gamma=cfg.gamma,
             momentum_max=cfg.momentum_max,
             momentum_min=cfg.momentum_min,
             cycle_momentum=cfg.cycle_momentum,
         )
-    milestones = tuple(steps(m) for m in cfg.milestones) if cfg.policy == "multistep" else ()
+    milestones = (
+        tuple(_steps(m, steps_per_epoch) for m in cfg.milestones)
+        if cfg.policy == "multistep"
+        else ()
+    )
     return MultiStep(cfg.lr_max, milestones, cfg.decay, cfg.momentum_max)
 
 

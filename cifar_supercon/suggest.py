@@ -142,10 +142,10 @@ def from_reading(
         if top is None:
             found[method] = None
             continue
-        top = _round(top)
-        bottom, source = _round(top / div_factor), by_divisor
+        top = round_lr(top)
+        bottom, source = round_lr(top / div_factor), by_divisor
         if method in ("bounds", "edge") and reading.descent_start is not None:
-            start = _round(lrs[reading.descent_start])
+            start = round_lr(lrs[reading.descent_start])
             if start * MIN_RANGE <= top:
                 bottom, source = start, "curve"
         found[method] = Suggestion(method, top, bottom, source)
@@ -171,6 +171,6 @@ def pick_curve(
     return max(near_best, key=lambda i: (lr_maxes[i], -i))
 
 
-def _round(lr: float) -> float:
+def round_lr(lr: float) -> float:
     """Three significant digits: what suggested.yaml holds and what training uses."""
     return float(f"{lr:.3g}")

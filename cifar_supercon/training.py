@@ -26,7 +26,7 @@ import torch
 import torchvision
 
 from . import config as config_lib
-from . import engine, lr_finder, plots, runs
+from . import engine, lr_finder, plots, runs, suggest
 from . import progress as progress_lib
 from . import report as report_lib
 from . import schedule as schedule_lib
@@ -105,11 +105,12 @@ def fit(
     log: Log = lambda _: None,
     progress: bool = False,
     setup: Setup | None = None,
+    checkpoint: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train into the run directory `run` (resuming from its last.pt if present).
 
     `setup` is `engine.build(cfg)` when the caller built it already (to fail on bad data before
-    creating a run directory).
+    creating a run directory); `checkpoint` is the run's last.pt when the caller read it already.
     """
     setup = setup or engine.build(cfg, log)
     session_start = setup.started
@@ -124,9 +125,10 @@ def fit(
     schedule = schedule_lib.build(cfg.schedule, cfg.train.epochs, setup.steps_per_epoch)
     scheduler = Scheduler(setup.optimizer, schedule)
     state = Progress()
-    if last_path.is_file():
-        payload = runs.load_checkpoint(last_path)
-        state = _restore(setup, scheduler, payload, last_path, run, log)
+    if checkpoint is None and last_path.is_file():
+        checkpoint = runs.load_checkpoint(last_path)
+    if checkpoint is not None:
+        state = _restore(setup, scheduler, checkpoint, last_path, run, log)
         loader = setup.train_loader  # counted as the interrupt message counts: within the epoch
         where = (
             f"in epoch {state.epochs_done + 1} after step {loader.position}/{len(loader)}"
@@ -216,7 +218,7 @@ def _resolve_auto_lr(setup: Setup, run: Path, log: Log, progress: bool) -> Confi
     lr_min = report.lr_min if s.lr_min == config_lib.AUTO else s.lr_min
     if lr_min >= lr_max and s.lr_max != config_lib.AUTO:
         # The curve's start of descent lies above the lr_max given: fall back to the divisor.
-        lr_min = float(f"{lr_max / setup.cfg.finder.div_factor:.3g}")
+        lr_min = suggest.round_lr(lr_max / setup.cfg.finder.div_factor)
         log(
             f"the range test's lr_min ({report.lr_min:g}) is not below the lr_max given "
             f"({lr_max:g}): lr_min = lr_max / finder.div_factor = {lr_min:g}"

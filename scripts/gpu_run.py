@@ -48,6 +48,7 @@ import profile_train  # noqa: E402
 
 from cifar_supercon import api, comparison, executors, sweep_results, sweeps  # noqa: E402
 from cifar_supercon import config as config_lib  # noqa: E402
+from cifar_supercon.suggest import round_lr  # noqa: E402
 
 CONFIGS = SCRIPTS.parent / "configs"
 TARBALL = "gpu-results.tar.gz"
@@ -172,7 +173,7 @@ class Phases:
                 parts.append(f"{label}: skipped, out of time")
                 continue
             cfg = config_lib.load(
-                [], {"schedule.lr_max": top, "schedule.lr_min": float(f"{bottom:.3g}")}, base=base
+                [], {"schedule.lr_max": top, "schedule.lr_min": round_lr(bottom)}, base=base
             )
             log = self._bench(f"lrmin/{label.split(' ')[0].replace('/', '-')}", cfg, self.seeds(3))
             if log["runs"]:

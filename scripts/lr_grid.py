@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 import script_config  # noqa: E402
 
-from cifar_supercon import api, engine, lr_finder, sweep_results  # noqa: E402
+from cifar_supercon import api, engine, lr_finder, suggest, sweep_results  # noqa: E402
 from cifar_supercon import config as config_lib  # noqa: E402
 
 TARGET = 0.90  # the assignment's: the share of runs that reached it is one column
@@ -70,7 +70,7 @@ def main() -> None:
     base = script_config.load(args)
     wd = base.optim.weight_decay
     cells = [
-        Cell("grid", lr_max, float(f"{lr_max / div:.3g}"), wd)
+        Cell("grid", lr_max, suggest.round_lr(lr_max / div), wd)
         for lr_max in args.lr_max
         for div in args.lr_min_div
     ]

@@ -17,13 +17,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import REPO, tiny_config
-from test_train import SignalOnStep, comparable, new_run
+from test_train import comparable, stopped_run
 
 from cifar_supercon import api, engine, runs
 from cifar_supercon import config as config_lib
-from cifar_supercon.errors import Interrupted
 from cifar_supercon.model import ResNet9
-from cifar_supercon.training import fit
 
 
 def one_sgd_step(**kwargs: object) -> list[torch.Tensor]:
@@ -217,11 +215,7 @@ def test_a_signal_saves_at_once_whatever_the_cadence(eager: dict, tmp_path: Path
     cfg = config_lib.load(
         [], {"out": str(tmp_path), "train.checkpoint_seconds": 3600}, base=eager["cfg"]
     )
-    run = new_run(cfg)
-    with pytest.MonkeyPatch.context() as patch:
-        SignalOnStep(patch, 7, signal.SIGTERM)  # mid-epoch 2
-        with pytest.raises(Interrupted):
-            fit(cfg, run)
+    run = stopped_run(cfg, 7, signal.SIGTERM)  # mid-epoch 2
     assert runs.load_checkpoint(run / "checkpoints" / "last.pt")["scheduler"]["steps_done"] == 7
     summary = api.train(resume=run, log=lambda _: None)
     assert comparable(runs.read_metrics(run)) == comparable(eager["rows"])

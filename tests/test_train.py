@@ -131,6 +131,18 @@ class SignalOnStep:
         monkeypatch.setattr(engine.TrainStep, "__call__", call)
 
 
+def stopped_run(
+    cfg: config_lib.Config, step: int, signum: int = signal.SIGINT, progress: bool = False
+) -> Path:
+    """A new run of `cfg` stopped by a real signal during training step `step`."""
+    run = new_run(cfg)
+    with pytest.MonkeyPatch.context() as patch:
+        SignalOnStep(patch, step, signum)
+        with pytest.raises(Interrupted):
+            fit(cfg, run, progress=progress)
+    return run
+
+
 @pytest.mark.parametrize(
     ("step", "signum"),
     [(9, signal.SIGINT), (10, signal.SIGTERM), (15, signal.SIGINT)],
@@ -159,16 +171,10 @@ def test_interrupted_run_resumes_to_identical_metrics(
     assert summary["test_accuracy"] == reference["summary"]["test_accuracy"]
 
 
-def test_a_damaged_metrics_csv_does_not_block_a_resume(
-    reference: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_damaged_metrics_csv_does_not_block_a_resume(reference: dict, tmp_path: Path) -> None:
     """last.pt carries the run's rows; metrics.csv is a copy for people, rewritten on resume."""
     cfg = config_lib.load([], {"out": str(tmp_path)}, base=reference["cfg"])
-    run = new_run(cfg)
-    with monkeypatch.context() as patch:
-        SignalOnStep(patch, 12, signal.SIGINT)
-        with pytest.raises(Interrupted):
-            fit(cfg, run)
+    run = stopped_run(cfg, 12)
     (run / "metrics.csv").write_text("garbage\n")
     api.train(resume=run, log=lambda _: None)
     assert comparable(runs.read_metrics(run)) == comparable(reference["rows"])
@@ -191,11 +197,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(
     reference: dict, tmp_path: Path
 ) -> None:
     cfg = config_lib.load([], {"out": str(tmp_path), "train.epochs": 2}, base=reference["cfg"])
-    run = new_run(cfg)
-    with pytest.MonkeyPatch.context() as patch:
-        SignalOnStep(patch, 5, signal.SIGINT)  # stop at the end of epoch 1
-        with pytest.raises(Interrupted):
-            fit(cfg, run)
+    run = stopped_run(cfg, 5)  # stop at the end of epoch 1
     good = (run / "checkpoints" / "last.pt").read_bytes()
     # Epoch 2 meets an absurd learning rate (as a too-high lr_max would bring on the way up).
     build = schedule_lib.build
@@ -219,11 +221,7 @@ def test_resume_across_device_types_continues_with_a_note(reference: dict, tmp_p
     format (16 bytes: seed and offset), the fp16 scaler state exists. Without a GPU, build such a
     checkpoint; the resume must continue, derive its generator, and say so in one line."""
     cfg = config_lib.load([], {"out": str(tmp_path)}, base=reference["cfg"])
-    run = new_run(cfg)
-    with pytest.MonkeyPatch.context() as patch:
-        SignalOnStep(patch, 7, signal.SIGINT)  # mid-epoch 2
-        with pytest.raises(Interrupted):
-            fit(cfg, run)
+    run = stopped_run(cfg, 7)  # mid-epoch 2
     last = run / "checkpoints" / "last.pt"
     payload = torch.load(last, weights_only=True)
     payload["loader"]["generator"] = torch.tensor([7, 0, 0, 0, 0, 0, 0, 0] * 2, dtype=torch.uint8)
@@ -267,11 +265,7 @@ def test_each_epochs_bar_starts_at_its_own_position(
 
     monkeypatch.setattr(progress_lib, "progress_bar", recording)
     cfg = config_lib.load([], {"out": str(tmp_path)}, base=reference["cfg"])
-    run = new_run(cfg)
-    with pytest.MonkeyPatch.context() as patch:
-        SignalOnStep(patch, 7, signal.SIGINT)  # step 7 of 15: inside epoch 2
-        with pytest.raises(Interrupted):
-            fit(cfg, run, progress=True)
+    run = stopped_run(cfg, 7, progress=True)  # step 7 of 15: inside epoch 2
     fit(cfg, run, progress=True)
     total = bars[0][0]
     assert total == 5
@@ -360,15 +354,9 @@ def test_resume_refuses_config_changes(reference: dict, tmp_path: Path) -> None:
         api.train(resume=unfinished, overrides={"train.epochs": 9})
 
 
-def test_resume_records_the_changes_it_allows(
-    reference: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_resume_records_the_changes_it_allows(reference: dict, tmp_path: Path) -> None:
     cfg = config_lib.load([], {"out": str(tmp_path)}, base=reference["cfg"])
-    run = new_run(cfg)
-    with monkeypatch.context() as patch:
-        SignalOnStep(patch, 7, signal.SIGINT)
-        with pytest.raises(Interrupted):
-            fit(cfg, run)
+    run = stopped_run(cfg, 7)
     lines: list[str] = []
     api.train(resume=run, overrides={"train.eval_batch_size": 8}, log=lines.append)
     assert "resuming with train.eval_batch_size 32 -> 8" in lines
