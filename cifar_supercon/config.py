@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 
 AUTO = "auto"
 DEFAULTS = "defaults"
@@ -347,7 +347,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
-        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        what = getattr(e, "problem", None) or first_line(e)
         raise ConfigError([f"{path}: {where}not valid YAML ({what})"]) from None
     except RecursionError:
         raise ConfigError([f"{path}: not valid YAML (nested too deeply)"]) from None

@@ -24,7 +24,7 @@ from PIL import Image
 
 from . import processes, runs
 from .config import DataConfig
-from .errors import DataError, SuperconError
+from .errors import DataError, SuperconError, describe
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 CIFAR_FOLDER = "cifar-10-batches-py"
@@ -274,9 +274,8 @@ def _download_cifar10(root: Path, log: Log) -> None:
         for folder in created:  # a mistyped --data-dir leaves no empty folders behind
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(
-            f"could not download CIFAR-10 to {root} ({reason}); without internet, pass "
+            f"could not download CIFAR-10 to {root} ({describe(e)}); without internet, pass "
             "--data-dir with a folder holding cifar-10-batches-py, or train/<class>/*.png and "
             "test/<class>/*.png"
         ) from None

@@ -24,7 +24,7 @@ from torch import nn
 
 from .config import Config
 from .data import Dataset, load_dataset
-from .errors import ConfigError, UsageError
+from .errors import ConfigError, UsageError, describe
 from .loader import EvalLoader, Normalizer, TrainLoader
 from .model import ResNet9
 
@@ -326,8 +326,7 @@ def warm_up(setup: Setup, log: Log = lambda _: None) -> float:
     except Exception as e:
         if not setup.compiled:
             raise
-        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        log(f"warning: torch.compile failed ({type(e).__name__}: {detail}); running eager")
+        log(f"warning: torch.compile failed ({describe(e)}); running eager")
         setup.forward = step.forward = setup.model
         setup.compiled = False
         return warm_up(setup, log) + time.perf_counter() - start

@@ -13,10 +13,17 @@ from pathlib import Path
 STOPPED_BY_SIGNAL = "interrupted (Ctrl-C or SIGTERM)"  # a stop outside a run's own checkpointing
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, or its type's name when the message is empty."""
+    lines = str(error).strip().splitlines()
+    return lines[0].strip() if lines else type(error).__name__
+
+
 def describe(error: BaseException) -> str:
     """`KeyError: 'config'`: the type and the first line of an unexpected error's message."""
-    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {first}"[:160] if first else type(error).__name__
+    if not str(error).strip():
+        return type(error).__name__
+    return f"{type(error).__name__}: {first_line(error)}"[:160]
 
 
 class SuperconError(Exception):

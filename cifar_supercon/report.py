@@ -84,13 +84,10 @@ def write(
     s = cfg.schedule
     triangle = None
     if isinstance(s.lr_min, float) and isinstance(s.lr_max, float) and s.lr_min < s.lr_max:
-        triangle = schedule_lib.Cyclic(
-            base_lr=s.lr_min,
-            max_lr=s.lr_max,
-            step_size=max(1, round(s.step_size_epochs * steps_per_epoch)),
-            momentum_max=s.momentum_max,
-            momentum_min=s.momentum_min,
-        )
+        # The same bounds, step size and momentum under CLR's triangular policy.
+        as_clr = s.model_copy(update={"policy": "triangular"})
+        triangle = schedule_lib.build(as_clr, cfg.train.epochs, steps_per_epoch)
+        assert isinstance(triangle, schedule_lib.Cyclic)
         total = TRIANGLE_CYCLES * 2 * triangle.step_size
         figure = plots.schedule_figure(triangle, total, steps_per_epoch)
         plots.save(figure, run / PLOTS / "clr_triangle.png")

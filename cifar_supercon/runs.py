@@ -124,14 +124,15 @@ def write_bytes(path: Path, data: bytes) -> None:
 
     A target that exists and is not a regular file (/dev/stdout, a pipe) is written straight
     to: renaming over it would replace the device or pipe with a file. A path that cannot be
-    written (a folder, a parent that is a file, no permission) is one line naming it.
+    written is one line naming it: exit 2 when the path itself is wrong (a folder, under a
+    file), 1 when the world refuses (no permission, a full disk).
     """
     try:
         if path.is_dir():
             raise UsageError(f"{path}: is a folder; give a file name")
         existing = next(a for a in path.absolute().parents if a.exists())
         if not existing.is_dir():
-            raise SuperconError(f"{path}: cannot be written ({existing} is a file, not a folder)")
+            raise UsageError(f"{path}: cannot be written ({existing} is a file, not a folder)")
         if path.exists() and not path.is_file():
             with open(path, "wb") as f:
                 f.write(data)

@@ -27,7 +27,7 @@ from typing import Any
 from . import api, executors, runs
 from . import config as config_lib
 from .config import Config
-from .errors import ConfigError, Interrupted, SuperconError, UsageError
+from .errors import ConfigError, Interrupted, SuperconError, UsageError, describe, first_line
 from .sweep_results import (
     CellStats,
     cell_statistics,
@@ -117,10 +117,9 @@ def _train_or_resume(task: Task, run: Path, place: dict[str, Any], log: Log) -> 
     except (Interrupted, KeyboardInterrupt):
         raise
     except SuperconError as e:
-        _record_failure(run, str(e).splitlines()[0], log)
+        _record_failure(run, first_line(e), log)
     except Exception as e:  # a bug or the world (out of memory): this run fails, not the sweep
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        _record_failure(run, f"{type(e).__name__}: {first}", log)
+        _record_failure(run, describe(e), log)
 
 
 def _remove_unstarted(run: Path) -> None:

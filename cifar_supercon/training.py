@@ -32,7 +32,7 @@ from . import report as report_lib
 from . import schedule as schedule_lib
 from .config import TWO_BOUND_POLICIES, Config
 from .engine import Setup
-from .errors import CheckpointError, Interrupted, TrainingDiverged, UsageError
+from .errors import CheckpointError, Interrupted, TrainingDiverged, UsageError, describe
 from .model import analytic_parameter_count
 from .schedule import Scheduler
 
@@ -405,8 +405,9 @@ def _restore(
         saved = dict(payload["progress"])
         progress = Progress(**{**saved, "partial": EpochSums(**saved["partial"])})
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        detail = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: damaged or not this run's checkpoint ({detail})") from None
+        raise CheckpointError(
+            f"{path}: damaged or not this run's checkpoint ({describe(e)})"
+        ) from None
     if not same_stream:
         log(
             f"note: {path} was saved on another device type; its data-order generator cannot "

@@ -446,7 +446,7 @@ CASES = {
     "runs: a damaged checkpoint on resume": Case(
         lambda ws, c: ["train", "--resume", str(ws / "damaged"), "--no-progress"],
         1,
-        "damaged/checkpoints/last.pt: damaged or not this run's checkpoint ('optimizer')",
+        "damaged/checkpoints/last.pt: damaged or not this run's checkpoint (KeyError: 'optimizer')",
         prepare=damaged_checkpoint,
     ),
     "runs: --resume after last.pt was lost": Case(
@@ -644,10 +644,15 @@ CASES = {
         2,
         "5,000,000,000 steps are too many to draw or list (at most 2,000,000)",
     ),
-    "files: an output path that cannot be written": Case(
+    "files: an output path under a file": Case(
         lambda ws, c: ["plot-schedule", "--out", str(c / "s.png")],
-        1,
+        2,
         "tiny.yaml is a file, not a folder)",
+    ),
+    "files: an output device that is full": Case(
+        lambda ws, c: ["plot-schedule", "--csv", "/dev/full"],
+        1,
+        "/dev/full: cannot be written (No space left on device)",
     ),
     "config: a section given as a --set value": Case(
         lambda ws, c: ["config", "show", "--set", "train={epochs: 3}"],
