@@ -226,7 +226,8 @@ def write_outputs(report: FinderReport, cfg: Config, folder: Path, tested: Path)
         f"# LR range test, method {report.method} (lr_min from {choice.lr_min_from}"
         + (f"; weight decay chosen from {list(cfg.finder.weight_decays or [])}" if sweeping else "")
         + "); train with it:\n"
-        f"#   {shlex.join(command)}\n"
+        # A newline inside a quoted path must not end the comment and turn into YAML.
+        + "".join(f"#   {line}\n" for line in shlex.join(command).splitlines())
     )
     runs.write_text(paths["yaml"], comment + yaml.safe_dump(fragment, sort_keys=False))
     return paths

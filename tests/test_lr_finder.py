@@ -174,6 +174,10 @@ def test_weight_decay_sweep_starts_each_from_the_same_state(
         "schedule": {"lr_max": report.lr_max, "lr_min": report.lr_min},
         "optim": {"weight_decay": report.curves[index].weight_decay},
     }
+    # A config path with a newline and YAML in its name stays inside the comment.
+    odd = tmp_path / "c\nschedule: {lr_max: 9}.yaml"
+    files = lr_finder.write_outputs(report, cfg, tmp_path / "odd", tested=odd)
+    assert yaml.safe_load(files["yaml"].read_text()) == fragment
 
 
 def test_find_lr_command_writes_a_usable_suggestion(image_folder: Path, tmp_path: Path) -> None:
