@@ -425,6 +425,22 @@ def check_same_classes(saved: Sequence[str], found: Sequence[str], path: Path, r
         )
 
 
+def check_same_data(saved: object, found: Mapping[str, str], path: Path, root: Path) -> None:
+    """A resumed run trains and is measured on the images it started with (`found`: the
+    fingerprint of each split): the same root path is not enough (another folder with the same
+    class names, files replaced), nor needed (the data moved). Checkpoints written before
+    fingerprints existed are not checked."""
+    if not isinstance(saved, dict):
+        return
+    for split, fingerprint in found.items():
+        if saved.get(split) != fingerprint:
+            raise DataError(
+                f"{root}: its {split} images are not those {path} was trained and measured on "
+                f"(fingerprint {fingerprint}, not {saved.get(split)}); resume with the run's own "
+                "data (data.root, data.train_subset, data.test_subset), or start a new run"
+            )
+
+
 def check_same_model(saved: Config, wanted: Config, path: Path) -> None:
     """Refuse to load weights into a different architecture, naming what differs."""
     differences = [

@@ -374,6 +374,7 @@ def _payload(setup: Setup, scheduler: Scheduler, state: Progress) -> dict[str, A
         "rng": {"torch": torch.get_rng_state(), "cuda": cuda_rng},
         "normalization": setup.normalizer.state_dict(),
         "classes": list(setup.dataset.classes),
+        "data": setup.dataset.fingerprints(),
         "progress": asdict(state),
     }
 
@@ -384,12 +385,12 @@ def _restore(
     """Model, optimizer, schedule, data order and RNGs from `payload` (read from `path`, the
     last.pt of `run`); the accepted config changes are recorded in the run's resumes.log."""
     changes = runs.resume_changes(runs.checkpoint_config(payload, path), setup.cfg, path)
+    root = setup.cfg.data.root
+    runs.check_same_classes(payload.get("classes", ()), setup.dataset.classes, path, root)
+    runs.check_same_data(payload.get("data"), setup.dataset.fingerprints(), path, root)
     if changes:
         log(f"resuming with {', '.join(changes)}")
         runs.append_line(run / RESUMES_FILE, f"{_now()}: {', '.join(changes)}")
-    runs.check_same_classes(
-        payload.get("classes", ()), setup.dataset.classes, path, setup.cfg.data.root
-    )
     try:
         setup.model.load_state_dict(payload["model"])
         setup.optimizer.load_state_dict(payload["optimizer"])

@@ -125,13 +125,26 @@ def edited_config(ws: Path, _: pytest.MonkeyPatch) -> None:
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
 
 
+def data_copy(ws: Path, name: str) -> Path:
+    """The tiny config's data copied to ws/name (without its cache)."""
+    source = Path(yaml.safe_load((ws / "tiny.yaml").read_text())["data"]["root"])
+    return Path(shutil.copytree(source, ws / name, ignore=shutil.ignore_patterns(".supercon-*")))
+
+
 def renamed_classes(ws: Path, _: pytest.MonkeyPatch) -> None:
     """A finished run, and a copy of its data whose class 'boat' is now called 'ship'."""
     tiny_run(ws, ws / "tiny.yaml", finished=True).rename(ws / "trained")
-    source = Path(yaml.safe_load((ws / "tiny.yaml").read_text())["data"]["root"])
-    shutil.copytree(source, ws / "renamed", ignore=shutil.ignore_patterns(".supercon-cache"))
+    data_copy(ws, "renamed")
     for split in ("train", "test"):
         (ws / "renamed" / split / "boat").rename(ws / "renamed" / split / "ship")
+
+
+def one_image_replaced(ws: Path, _: pytest.MonkeyPatch) -> None:
+    """A stopped run, and a copy of its data with the same classes but one training image
+    changed: the same folder, as far as names go."""
+    unfinished_run(ws, "stopped")
+    image = sorted((data_copy(ws, "changed") / "train" / "boat").iterdir())[0]
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(image)
 
 
 HELD: list[int] = []  # lock file descriptors held by the test process (closed at exit)
@@ -436,6 +449,12 @@ CASES = {
         1,
         "renamed: classes apple, cloud, ship do not match",
         prepare=renamed_classes,
+    ),
+    "data: resume on other images with the same classes": Case(
+        lambda ws, c: ["train", "--resume", str(ws / "stopped"), "--data-dir", str(ws / "changed")],
+        1,
+        "changed: its train images are not those",
+        prepare=one_image_replaced,
     ),
     "runs: a checkpoint without a config": Case(
         lambda ws, c: ["evaluate", str(ws / "foreign.pt")],
@@ -799,6 +818,15 @@ def test_errors_doc_lists_every_row() -> None:
     table = (REPO / "docs" / "errors.md").read_text()
     for name, case in CASES.items():
         assert f"| {name} | {case.code} |" in table, name
+
+
+def test_a_run_resumes_on_its_data_moved_elsewhere(workspace: Path) -> None:
+    run = unfinished_run(workspace, "stopped")
+    moved = data_copy(workspace, "moved")
+    result = CliRunner().invoke(app, ["train", "--resume", str(run), "--data-dir", str(moved)])
+    assert result.exit_code == 0, result.stderr
+    log = (run / "resumes.log").read_text()  # the change is recorded, not refused
+    assert "data.root '" in log and f"' -> '{moved}'" in log
 
 
 def test_debug_shows_the_traceback(workspace: Path) -> None:
