@@ -24,7 +24,7 @@ from . import engine, lr_finder, plots, runs
 from . import schedule as schedule_lib
 from .config import Config, Override
 from .data import load_dataset
-from .errors import STOPPED_BY_SIGNAL, CheckpointError, Interrupted, UsageError
+from .errors import STOPPED_BY_SIGNAL, CheckpointError, Interrupted, UsageError, describe
 from .loader import EvalLoader, Normalizer
 from .model import NUM_CLASSES
 from .training import fit
@@ -58,7 +58,7 @@ def train(
     """
     if resume is not None:
         run = Path(resume)
-        runs.check_resumable(run)
+        runs.check_training_run(run)
         overrides = config_lib.as_overrides(overrides)
         if fixed := [o.key for o in overrides if o.key not in runs.RESUME_MAY_CHANGE]:
             allowed = ", ".join(runs.RESUME_MAY_CHANGE)
@@ -68,6 +68,7 @@ def train(
             )
         cfg = runs.read_config(run, overrides)
         with runs.locked(run):
+            runs.check_resumable(run)
             for folder in (run, run / runs.CHECKPOINTS, run / "plots"):
                 runs.remove_stale_temporaries(folder)  # of a writer killed mid-write
             checkpoint = runs.resume_checkpoint(run, cfg)
@@ -79,7 +80,7 @@ def train(
     schedule_lib.check_fits(cfg.schedule, cfg.train.epochs, setup.steps_per_epoch)
     run = runs.create(cfg.out, cfg.name) if run_dir is None else runs.create_exactly(Path(run_dir))
     with runs.locked(run):
-        runs.write_config(run, cfg)
+        runs.start(run, cfg)
         log(f"run directory: {run}")
         summary = _fit_resumably(cfg, run, log, progress, setup)
     return {**summary, "run_dir": str(run)}
@@ -162,18 +163,26 @@ def evaluate(
     cfg = config_lib.load([], overrides, base=runs.checkpoint_config(payload, path))
     device = engine.resolve_device(cfg.train.device)
     dtype = engine.resolve_precision(cfg.train.precision, device)
-    model = engine.build_model(cfg, device, len(payload.get("classes") or ()) or NUM_CLASSES)
+    outputs = len(payload.get("classes") or ()) or NUM_CLASSES
+    model = engine.build_model(cfg, device, outputs)
     try:
         model.load_state_dict(payload["model"])
     except (RuntimeError, KeyError) as e:
+        # load_state_dict's first line only says that there were errors; the last names one
         detail = str(e).strip().splitlines()[-1].strip()
         raise CheckpointError(
-            f"{path}: weights do not fit ResNet-9 width {cfg.model.width} ({detail})"
+            f"{path}: weights do not fit ResNet-9 width {cfg.model.width} with {outputs} "
+            f"outputs, one per class ({detail})"
+        ) from None
+    try:
+        normalizer = Normalizer.from_state_dict(payload["normalization"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(
+            f"{path}: damaged or not a supercon checkpoint ({describe(e)})"
         ) from None
     dataset = load_dataset(cfg.data, cfg.seed, log)
     runs.check_same_classes(payload.get("classes", ()), dataset.classes, path, cfg.data.root)
     test = dataset.test
-    normalizer = Normalizer.from_state_dict(payload["normalization"])
     loader = EvalLoader(
         test,
         cfg.train.eval_batch_size,

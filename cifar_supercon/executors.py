@@ -3,7 +3,10 @@
 An executor calls `work(task, device)` for every task and hands each return value to `done` as it
 arrives. It knows nothing of sweeps: `work` must be a module-level function of plain picklable
 arguments that never raises for a failed run (it records the failure itself), so that an
-executor only has to care about processes, devices and interruption.
+executor only has to care about processes, devices and interruption. A task whose process died
+without an answer (killed, out of memory, a crash in native code) goes to `lost(task, reason)`,
+which records it as `work` would a failure and returns what `work` would have: the other tasks
+go on.
 
 - `Local()`: one task after another in this process.
 - `Devices(["0", "1"])`: one process per device at once; a GPU index is given to its process as
@@ -22,21 +25,23 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any, Protocol
 
 import torch
 
 from . import processes
-from .errors import Interrupted, SuperconError, UsageError
+from .errors import Interrupted, UsageError, describe
 
 Work = Callable[[Any, str | None], Any]
 Done = Callable[[Any], None]
+Lost = Callable[[Any, str], Any]
 STOP_GRACE_SECONDS = 120  # a stopped run saves its checkpoint first: give it time
 
 
 class Executor(Protocol):
-    def run(self, work: Work, tasks: Sequence[Any], done: Done) -> None: ...
+    def run(self, work: Work, tasks: Sequence[Any], done: Done, lost: Lost) -> None: ...
 
 
 def _stopped(pending: int) -> Interrupted:
@@ -53,7 +58,8 @@ class Local:
     def __init__(self, deadline: float | None = None) -> None:
         self.deadline = deadline
 
-    def run(self, work: Work, tasks: Sequence[Any], done: Done) -> None:
+    def run(self, work: Work, tasks: Sequence[Any], done: Done, lost: Lost) -> None:
+        # A crash here ends this process too: nothing is left to hand to `lost`.
         with processes.sigterm_as_interrupt():
             for i, task in enumerate(tasks):
                 if self.deadline is not None and time.perf_counter() > self.deadline:
@@ -99,44 +105,76 @@ class Devices:
                 "the indices of GPUs that exist"
             )
 
-    def run(self, work: Work, tasks: Sequence[Any], done: Done) -> None:
+    def run(self, work: Work, tasks: Sequence[Any], done: Done, lost: Lost) -> None:
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: CUDA-safe
         # CPU processes split the cores between them: oversubscribed threads run far slower.
         cpu_share = max(1, (os.cpu_count() or 1) // max(1, self.devices.count("cpu")))
         queue = list(tasks)
         free = list(self.devices)
-        running: dict[Any, tuple[Any, str, Any]] = {}  # sentinel -> (process, device, pipe)
+        running: dict[Any, _Running] = {}  # by the process's sentinel
+        stopped = 0  # runs whose process was stopped by a signal of its own
         try:
             with processes.sigterm_as_interrupt():
                 while queue or running:
                     while queue and free:
                         device = free.pop(0)
+                        task = queue.pop(0)
                         receive, send = context.Pipe(duplex=False)
                         process = context.Process(
-                            target=_child, args=(work, queue.pop(0), device, send), daemon=True
+                            target=_child, args=(work, task, device, send), daemon=True
                         )
                         with _child_environment(device, cpu_share):
                             process.start()
                         send.close()
-                        running[process.sentinel] = (process, device, receive)
+                        running[process.sentinel] = _Running(task, process, device, receive)
                     for sentinel in wait(list(running)):
-                        process, device, receive = running.pop(sentinel)
-                        result = receive.recv() if receive.poll() else None
-                        process.join()
-                        free.append(device)
-                        if process.exitcode != 0 or result is None:
-                            raise SuperconError(
-                                f"a run's process on device {device} ended with exit code "
-                                f"{process.exitcode}; run the same command again to continue"
-                            )
-                        done(result)
+                        ended = running.pop(sentinel)
+                        free.append(ended.device)
+                        result = ended.result()
+                        if result is not None:
+                            done(result)
+                        elif ended.process.exitcode == Interrupted.exit_code:
+                            stopped += 1  # Ctrl-C reached it first: the sweep stops too
+                            raise KeyboardInterrupt
+                        else:
+                            done(lost(ended.task, ended.how_it_ended()))
         except KeyboardInterrupt:
-            for process, _, _ in running.values():
-                if process.is_alive():
-                    os.kill(process.pid, signal.SIGINT)  # the run checkpoints, then stops
-            for process, _, _ in running.values():
-                process.join(STOP_GRACE_SECONDS)
-            raise _stopped(len(queue) + len(running)) from None
+            for ended in running.values():
+                if ended.process.is_alive():
+                    os.kill(ended.process.pid, signal.SIGINT)  # the run checkpoints, then stops
+            for ended in running.values():
+                ended.process.join(STOP_GRACE_SECONDS)
+                result = ended.result()  # a run may have finished as the signal came
+                if result is None:
+                    stopped += 1
+                else:
+                    done(result)
+            raise _stopped(len(queue) + stopped) from None
+
+
+@dataclass
+class _Running:
+    task: Any
+    process: Any  # multiprocessing's SpawnProcess
+    device: str
+    receive: Any  # the read end of the pipe the run's result comes through
+
+    def result(self) -> Any:
+        """What `work` returned, once the process has ended; None if it sent nothing."""
+        try:
+            result = self.receive.recv() if self.receive.poll() else None
+        except EOFError:  # the pipe closed with nothing in it: poll() reports that as readable
+            result = None
+        self.process.join()
+        return result
+
+    def how_it_ended(self) -> str:
+        code = self.process.exitcode
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name
+            why = " (out of memory, or killed)" if name == "SIGKILL" else ""
+            return f"its process on device {self.device} was killed by {name}{why}"
+        return f"its process on device {self.device} ended with exit code {code}"
 
 
 @contextlib.contextmanager
@@ -189,7 +227,7 @@ class Ray:
         self.cpus_per_run = cpus_per_run
         self.max_retries = max_retries
 
-    def run(self, work: Work, tasks: Sequence[Any], done: Done) -> None:
+    def run(self, work: Work, tasks: Sequence[Any], done: Done, lost: Lost) -> None:
         import ray  # optional: __init__ checked that it is installed
 
         started = not ray.is_initialized()
@@ -210,12 +248,21 @@ class Ray:
                 max_retries=self.max_retries,  # system failures: a worker or node died
                 retry_exceptions=False,  # `work` records a failed run itself
             )
-            pending = [remote.remote(task, "cuda" if gpus else "cpu") for task in tasks]
+            task_of = {remote.remote(task, "cuda" if gpus else "cpu"): task for task in tasks}
+            pending = list(task_of)
             try:
                 with processes.sigterm_as_interrupt():
                     while pending:
                         finished, pending = ray.wait(pending, num_returns=1)
-                        done(ray.get(finished[0]))
+                        try:
+                            result = ray.get(finished[0])
+                        except ray.exceptions.RayError as e:  # its worker died every retry
+                            result = lost(
+                                task_of[finished[0]],
+                                f"its Ray task failed {self.max_retries + 1} time(s) "
+                                f"({describe(e)})",
+                            )
+                        done(result)
             except KeyboardInterrupt:
                 for ref in pending:
                     ray.cancel(ref)  # KeyboardInterrupt in the task: the run checkpoints

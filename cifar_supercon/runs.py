@@ -62,6 +62,7 @@ METRIC_COLUMNS = (
 def create(out: Path, name: str, now: datetime | None = None) -> Path:
     """`<out>/<YYYYmmdd-HHMMSS>-<name>`, or with `-2`, `-3`... when that exists already."""
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    check_outside_runs(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
         for attempt in range(1, 1000):
@@ -80,8 +81,20 @@ def create(out: Path, name: str, now: datetime | None = None) -> Path:
     raise SuperconError(f"{out}: too many runs named {stamp}-{name}")
 
 
+def check_outside_runs(folder: Path) -> None:
+    """New runs never go inside a training run: its folder is its own (finished runs are never
+    changed, and its checkpoints/ or plots/ would gain foreign files)."""
+    for place in (folder, *folder.absolute().parents):
+        if started(place):
+            raise UsageError(
+                f"out {folder}: inside the run directory {place} (runs are never changed); "
+                "choose a folder outside it"
+            )
+
+
 def create_exactly(run: Path) -> Path:
     """`run` itself as a new run directory (a sweep names its runs); refused if it exists."""
+    check_outside_runs(run.parent)
     try:
         run.parent.mkdir(parents=True, exist_ok=True)
         run.mkdir()
@@ -99,7 +112,12 @@ def locked(folder: Path, what: str = "this run") -> Iterator[None]:
     if fcntl is None:
         yield
         return
-    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:  # a folder in its place, no permission
+        raise SuperconError(
+            f"{folder / LOCK_FILE}: cannot be opened as {what}'s lock file ({e.strerror})"
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -212,6 +230,21 @@ def write_config(run: Path, cfg: Config) -> None:
     write_text(run / CONFIG_FILE, config_lib.to_yaml(cfg))
 
 
+def start(run: Path, cfg: Config) -> None:
+    """A new training run's first files: an empty metrics.csv, then config.yaml. So a folder
+    with a config.yaml but neither metrics.csv nor a checkpoint is no training run of this tool
+    (a find-lr folder, a hand-made one), and --resume refuses it."""
+    write_metrics(run, [])
+    write_config(run, cfg)
+
+
+def started(run: Path) -> bool:
+    """A training run that began (see `start`): it can be resumed unless it has finished."""
+    return (run / CONFIG_FILE).is_file() and (
+        (run / METRICS_FILE).exists() or (run / CHECKPOINTS / LAST).exists()
+    )
+
+
 def read_config(run: Path, overrides: Sequence[config_lib.Override] = ()) -> Config:
     """The run's config.yaml; refused when emptied, which would otherwise read as the defaults."""
     path = run / CONFIG_FILE
@@ -303,13 +336,27 @@ def write_summary(run: Path, summary: Mapping[str, Any]) -> None:
     write_text(run / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
 
 
-def check_resumable(run: Path) -> None:
-    """A folder `--resume` can continue: a run of this tool that has not finished."""
+def check_training_run(run: Path) -> None:
+    """`--resume RUN` names a training run of this tool (checked before it is locked, so a
+    folder that is none gets no lock file)."""
     if not run.is_dir():
         what = "a file, not a run directory" if run.exists() else "no such directory"
         raise UsageError(f"--resume {run}: {what}")
     if not (run / CONFIG_FILE).is_file():
         raise UsageError(f"--resume {run}: not a run directory (no {CONFIG_FILE})")
+    if not started(run):
+        raise UsageError(
+            f"--resume {run}: not a training run ({METRICS_FILE} and {CHECKPOINTS}/{LAST} are "
+            f"missing); to train with its config: --config {run / CONFIG_FILE}"
+        )
+
+
+def check_resumable(run: Path) -> None:
+    """A training run that has not finished and whose history can be continued (checked while
+    it is locked: a run that finished a moment ago is not resumed)."""
+    for name in (METRICS_FILE, SUMMARY_FILE, f"{CHECKPOINTS}/{LAST}"):
+        if (run / name).exists() and not (run / name).is_file():
+            raise RunFileError(f"{run / name}: not a file; the run's {name} belongs here")
     if (run / SUMMARY_FILE).is_file():
         raise UsageError(
             f"--resume {run}: this run has finished ({SUMMARY_FILE} exists); start a new run "

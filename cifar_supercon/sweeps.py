@@ -98,6 +98,20 @@ def run_task(task: Task, device: str | None = None) -> dict[str, Any]:
 
             log(f"pid {os.getpid()} on {socket.gethostname()}")
             _train_or_resume(task, run, place, log)
+    return _result_of(run)
+
+
+def record_lost(task: Task, reason: str) -> dict[str, Any]:
+    """A run whose process died without reporting (an executor's `lost`): failed, with the
+    reason, like a run that failed by itself; --retry-failed runs it again."""
+    run = Path(task.run_dir)
+    _record_failure(run, reason, lambda _: None)
+    return _result_of(run)
+
+
+def _result_of(run: Path) -> dict[str, Any]:
+    """The run's name and result files, for the driver (which writes them into its own copy
+    of the folder when the worker's filesystem is another)."""
     files = {
         name: (run / name).read_text(encoding="utf-8")
         for name in (runs.CONFIG_FILE, runs.METRICS_FILE, runs.SUMMARY_FILE, FAILED_FILE)
@@ -108,7 +122,7 @@ def run_task(task: Task, device: str | None = None) -> dict[str, Any]:
 
 def _train_or_resume(task: Task, run: Path, place: dict[str, Any], log: Log) -> None:
     try:
-        if (run / runs.CONFIG_FILE).is_file():
+        if runs.started(run):
             api.train(resume=run, overrides=place, log=log)
         else:
             cfg = task_config(task, place)
@@ -123,10 +137,11 @@ def _train_or_resume(task: Task, run: Path, place: dict[str, Any], log: Log) -> 
 
 
 def _remove_unstarted(run: Path) -> None:
-    """A folder without config.yaml holds no run: one killed as it started, or a failed cell
-    being retried. Only the lock file can be in it."""
+    """A folder that holds no started run: one killed as it was created, or a failed cell
+    being retried. Only config.yaml and the lock file can be in it."""
     if run.is_dir():
-        (run / runs.LOCK_FILE).unlink(missing_ok=True)
+        for name in (runs.CONFIG_FILE, runs.LOCK_FILE):
+            (run / name).unlink(missing_ok=True)
         run.rmdir()  # refuses (OSError) if anything else is there
 
 
@@ -232,7 +247,7 @@ def sweep(
 
         done({})
         try:
-            (executor or executors.Local()).run(run_task, todo, done)
+            (executor or executors.Local()).run(run_task, todo, done, record_lost)
         finally:
             done({})  # a stopped sweep's results.csv shows its runs as interrupted, not pending
         rows = read_rows(folder, spec, target)

@@ -33,6 +33,7 @@ from . import schedule as schedule_lib
 from .config import TWO_BOUND_POLICIES, Config
 from .engine import Setup
 from .errors import CheckpointError, Interrupted, TrainingDiverged, UsageError, describe
+from .loader import TrainLoader
 from .model import analytic_parameter_count
 from .schedule import Scheduler
 
@@ -129,13 +130,7 @@ def fit(
         checkpoint = runs.load_checkpoint(last_path)
     if checkpoint is not None:
         state = _restore(setup, scheduler, checkpoint, last_path, run, log)
-        loader = setup.train_loader  # counted as the interrupt message counts: within the epoch
-        where = (
-            f"in epoch {state.epochs_done + 1} after step {loader.position}/{len(loader)}"
-            if loader.mid_epoch
-            else f"after epoch {state.epochs_done}"
-        )
-        log(f"resuming {run} {where}")
+        log(f"resuming {run} {_where(state.epochs_done, setup.train_loader)}")
 
     runs.write_metrics(run, state.rows)  # drop rows of an epoch whose checkpoint never landed
     prior_wall = state.wall_seconds
@@ -166,7 +161,7 @@ def fit(
                 if math.isfinite(sums.loss_sum):  # never checkpoint a diverged state
                     state.partial = sums
                     save_checkpoints()
-                raise _interrupted(stop.received, run, epoch, setup)
+                raise _interrupted(stop.received, run, state, setup)
             final_eval, improved = _end_epoch(setup, scheduler, state, sums, epoch, run, log)
             if improved:  # a copy on the device: cheap, unlike writing it every epoch
                 best_pending = copy.deepcopy(_payload(setup, scheduler, state))
@@ -178,7 +173,7 @@ def fit(
                 save_checkpoints()
             runs.write_metrics(run, state.rows)
             if stop.received:
-                raise _interrupted(stop.received, run, epoch, setup)
+                raise _interrupted(stop.received, run, state, setup)
     if final_eval is None:  # resumed after the last epoch finished: evaluate once more
         final_eval = engine.evaluate(
             setup.forward, setup.test_loader, setup.device, setup.dtype, cfg.train.tta_flip
@@ -349,13 +344,16 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     )
 
 
-def _interrupted(signal_name: str, run: Path, epoch: int, setup: Setup) -> Interrupted:
-    position = setup.train_loader.position
-    return Interrupted(
-        f"{signal_name}: stopped in epoch {epoch} after step {position}/{setup.steps_per_epoch}; "
-        "checkpoint saved",
-        resume=run,
-    )
+def _interrupted(signal_name: str, run: Path, state: Progress, setup: Setup) -> Interrupted:
+    where = _where(state.epochs_done, setup.train_loader)
+    return Interrupted(f"{signal_name}: stopped {where}; checkpoint saved", resume=run)
+
+
+def _where(epochs_done: int, loader: TrainLoader) -> str:
+    """Where a run stands, said the same way when it stops and when it resumes."""
+    if loader.mid_epoch:
+        return f"in epoch {epochs_done + 1} after step {loader.position}/{len(loader)}"
+    return f"after epoch {epochs_done}"
 
 
 # --------------------------------------------------------------------------------------------

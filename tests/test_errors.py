@@ -73,22 +73,18 @@ def broken_folder(kind: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
     return prepare
 
 
-def tiny_run(ws: Path, config: Path, finished: bool) -> Path:
-    """A run of the tiny config: finished, or stopped after its first epoch."""
+def tiny_run(ws: Path, config: Path) -> Path:
+    """A finished two-epoch run of the tiny config."""
     cfg = config_lib.load([config], {"train.epochs": 2})
-    if finished:
-        return Path(api.train(cfg, log=lambda _: None)["run_dir"])
-    run = runs.create(cfg.out, cfg.name)
-    runs.write_config(run, cfg)
-    return run
+    return Path(api.train(cfg, log=lambda _: None)["run_dir"])
 
 
 def finished_run(ws: Path, _: pytest.MonkeyPatch) -> None:
-    tiny_run(ws, ws / "tiny.yaml", finished=True).rename(ws / "finished")
+    tiny_run(ws, ws / "tiny.yaml").rename(ws / "finished")
 
 
 def width_changed_run(ws: Path, _: pytest.MonkeyPatch) -> None:
-    run = tiny_run(ws, ws / "tiny.yaml", finished=True)
+    run = tiny_run(ws, ws / "tiny.yaml")
     (run / "summary.json").unlink()  # as if it stopped before the end
     saved = yaml.safe_load((run / "config.yaml").read_text())
     saved["model"]["width"] = 8
@@ -98,9 +94,20 @@ def width_changed_run(ws: Path, _: pytest.MonkeyPatch) -> None:
 
 def unfinished_run(ws: Path, name: str) -> Path:
     """A run of the tiny config stopped after its last epoch's checkpoint (summary removed)."""
-    run = tiny_run(ws, ws / "tiny.yaml", finished=True)
+    run = tiny_run(ws, ws / "tiny.yaml")
     (run / "summary.json").unlink()
     return run.rename(ws / name)
+
+
+def edited_checkpoint(edit: Callable[[dict], None]) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    """A finished run's last.pt, edited, saved as ws/edited.pt."""
+
+    def prepare(ws: Path, _: pytest.MonkeyPatch) -> None:
+        payload = runs.load_checkpoint(tiny_run(ws, ws / "tiny.yaml") / "checkpoints" / "last.pt")
+        edit(payload)
+        torch.save(payload, ws / "edited.pt")
+
+    return prepare
 
 
 def checkpoint_without_config(ws: Path, _: pytest.MonkeyPatch) -> None:
@@ -133,7 +140,7 @@ def data_copy(ws: Path, name: str) -> Path:
 
 def renamed_classes(ws: Path, _: pytest.MonkeyPatch) -> None:
     """A finished run, and a copy of its data whose class 'boat' is now called 'ship'."""
-    tiny_run(ws, ws / "tiny.yaml", finished=True).rename(ws / "trained")
+    tiny_run(ws, ws / "tiny.yaml").rename(ws / "trained")
     data_copy(ws, "renamed")
     for split in ("train", "test"):
         (ws / "renamed" / split / "boat").rename(ws / "renamed" / split / "ship")
@@ -152,7 +159,7 @@ HELD: list[int] = []  # lock file descriptors held by the test process (closed a
 
 def run_in_use(ws: Path, _: pytest.MonkeyPatch) -> None:
     """An unfinished run that another process (here: this test) is writing."""
-    run = tiny_run(ws, ws / "tiny.yaml", finished=True)
+    run = tiny_run(ws, ws / "tiny.yaml")
     (run / "summary.json").unlink()
     run.rename(ws / "busy")
     fd = os.open(ws / "busy" / runs.LOCK_FILE, os.O_RDWR | os.O_CREAT)
@@ -160,6 +167,23 @@ def run_in_use(ws: Path, _: pytest.MonkeyPatch) -> None:
     os.ftruncate(fd, 0)
     os.write(fd, b"4242")
     HELD.append(fd)
+
+
+def not_a_training_run(ws: Path, _: pytest.MonkeyPatch) -> None:
+    """A folder with a config.yaml that no training run wrote (a find-lr folder has one)."""
+    (ws / "notarun").mkdir()
+    shutil.copy(ws / "tiny.yaml", ws / "notarun" / "config.yaml")
+
+
+def run_with_folder_for(name: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    """An unfinished run whose file `name` was replaced by a folder."""
+
+    def prepare(ws: Path, _: pytest.MonkeyPatch) -> None:
+        run = unfinished_run(ws, "stopped")
+        (run / name).unlink()
+        (run / name).mkdir()
+
+    return prepare
 
 
 def sweep_named_x(ws: Path, _: pytest.MonkeyPatch) -> None:
@@ -210,7 +234,7 @@ def no_gpu(ws: Path, mp: pytest.MonkeyPatch) -> None:
 
 
 def truncated_checkpoint(ws: Path, _: pytest.MonkeyPatch) -> None:
-    run = tiny_run(ws, ws / "tiny.yaml", finished=True)
+    run = tiny_run(ws, ws / "tiny.yaml")
     data = (run / "checkpoints" / "last.pt").read_bytes()
     (ws / "truncated.pt").write_bytes(data[: len(data) // 2])
 
@@ -455,6 +479,44 @@ CASES = {
         1,
         "changed: its train images are not those",
         prepare=one_image_replaced,
+    ),
+    "usage: --resume on a folder that is no training run": Case(
+        lambda ws, c: ["train", "--resume", str(ws / "notarun")],
+        2,
+        "notarun: not a training run (metrics.csv and checkpoints/last.pt are missing); to "
+        "train with its config: --config",
+        prepare=not_a_training_run,
+    ),
+    "usage: --out inside a run": Case(
+        lambda ws, c: ["train", "--config", str(c), "--out", str(ws / "finished" / "plots")],
+        2,
+        "finished/plots: inside the run directory",
+        prepare=finished_run,
+    ),
+    "runs: a run file replaced by a folder": Case(
+        lambda ws, c: ["train", "--resume", str(ws / "stopped")],
+        1,
+        "stopped/metrics.csv: not a file; the run's metrics.csv belongs here",
+        prepare=run_with_folder_for("metrics.csv"),
+    ),
+    "runs: the lock file replaced by a folder": Case(
+        lambda ws, c: ["train", "--resume", str(ws / "stopped")],
+        1,
+        "stopped/.lock: cannot be opened as this run's lock file (Is a directory)",
+        prepare=run_with_folder_for(".lock"),
+    ),
+    "runs: a checkpoint without its normalisation": Case(
+        lambda ws, c: ["evaluate", str(ws / "edited.pt")],
+        1,
+        "edited.pt: damaged or not a supercon checkpoint (KeyError: 'normalization')",
+        prepare=edited_checkpoint(lambda payload: payload.pop("normalization")),
+    ),
+    "runs: a checkpoint whose class list does not fit its weights": Case(
+        lambda ws, c: ["evaluate", str(ws / "edited.pt")],
+        1,
+        "edited.pt: weights do not fit ResNet-9 width 4 with 2 outputs, one per class (size "
+        "mismatch for fc.weight",
+        prepare=edited_checkpoint(lambda payload: payload.update(classes=["a", "b"])),
     ),
     "runs: a checkpoint without a config": Case(
         lambda ws, c: ["evaluate", str(ws / "foreign.pt")],
@@ -829,6 +891,22 @@ def test_a_run_resumes_on_its_data_moved_elsewhere(workspace: Path) -> None:
     assert "data.root '" in log and f"' -> '{moved}'" in log
 
 
+def test_a_run_that_finishes_while_a_resume_starts_is_not_resumed(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = unfinished_run(workspace, "stopped")
+    checked = runs.check_training_run
+
+    def check_then_finish(folder: Path) -> None:
+        checked(folder)
+        (folder / runs.SUMMARY_FILE).write_text("{}")  # the training process ends just now
+
+    monkeypatch.setattr(runs, "check_training_run", check_then_finish)
+    result = CliRunner().invoke(app, ["train", "--resume", str(run)])
+    assert result.exit_code == 2
+    assert "this run has finished" in result.stderr
+
+
 def test_debug_shows_the_traceback(workspace: Path) -> None:
     result = CliRunner().invoke(
         app, ["train", "--config", str(workspace / "tiny.yaml"), "--data-dir", "x", "--debug"]
@@ -846,7 +924,7 @@ def test_sigint_saves_and_exits_130(image_folder: Path, tmp_path: Path) -> None:
     cfg = tiny_config(image_folder, out, train={"epochs": 30})
     (tmp_path / "tiny.yaml").write_text(config_lib.to_yaml(cfg))
     process = run_cli("train", "--config", "tiny.yaml", "--no-progress", cwd=tmp_path)
-    wait_for(lambda: any(out.glob("*/metrics.csv")))
+    wait_for(lambda: any(out.glob("*/checkpoints/last.pt")))  # training, past epoch 1
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
@@ -861,11 +939,9 @@ def test_sigint_saves_and_exits_130(image_folder: Path, tmp_path: Path) -> None:
     resumed = subprocess.run(["bash", "-c", printed], cwd=tmp_path, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr  # the hint runs as printed
     assert (run / "summary.json").is_file()
-    epoch, step, steps = re.search(r"stopped in epoch (\d+) after step (\d+)/(\d+)", err).groups()
-    where = (
-        f"after epoch {epoch}" if step == steps else f"in epoch {epoch} after step {step}/{steps}"
-    )
-    assert f"resuming {run} {where}" in resumed.stdout  # both messages count the same way
+    where = re.search(r"stopped (in epoch \d+ after step \d+/\d+|after epoch \d+);", err)
+    assert where is not None, err
+    assert f"resuming {run} {where[1]}" in resumed.stdout  # both messages count the same way
 
 
 @pytest.mark.parametrize("command", [["find-lr"], ["train", "--lr-max", "auto"]])
@@ -1018,7 +1094,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_resumes(
 ) -> None:
     """ENOSPC while the second checkpoint is written: one line naming the file and the space,
     the first checkpoint intact, no temporary file, and the run resumes once space is back."""
-    reference = tiny_run(workspace, workspace / "tiny.yaml", finished=True)
+    reference = tiny_run(workspace, workspace / "tiny.yaml")
     save, calls = torch.save, []
 
     def filling(payload: object, f: BinaryIO) -> None:

@@ -229,7 +229,7 @@ def test_sigterm_stops_a_sweep_with_one_line(
     wait_for(lambda: any(tmp_path.glob("sw/*/runs/*/checkpoints/last.pt")))
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 130
+    assert process.returncode == 130, err
     assert err.count("\n") == 1 and "run the same command again to continue" in err
     (results,) = tmp_path.glob("sw/*/results.csv")
     assert [r["status"] for r in read_csv(results)] == ["interrupted", "pending"]
@@ -270,6 +270,33 @@ def test_devices_executor_runs_processes_and_agrees(image_folder: Path, tmp_path
         executors.parse_devices("0,gpu")
 
 
+def test_a_killed_run_process_fails_its_run_and_the_sweep_goes_on(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    """A run's process SIGKILLed (as the out-of-memory killer does): that run is failed with
+    the reason, the next runs, and --retry-failed resumes it from its checkpoint."""
+    config = write_config(image_folder, tmp_path, epochs=12)
+    command = ["--config", str(config), "--seeds", "0-1", "--devices", "cpu", "--name", "k"]
+    process = sweep_cli(*command, "--out", "sw", cwd=tmp_path)
+    folder = tmp_path / "sw" / "k"
+    wait_for(lambda: bool(in_progress(folder)), timeout=300)
+    (victim,) = in_progress(folder)
+    log = folder / "logs" / f"{victim.name}.log"
+    os.kill(int(log.read_text().split()[1]), signal.SIGKILL)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    rows = read_csv(folder / "results.csv")
+    assert [(r["seed"], r["status"]) for r in rows] == [("0", "failed"), ("1", "finished")]
+    assert rows[0]["reason"] == (
+        "its process on device cpu was killed by SIGKILL (out of memory, or killed)"
+    )
+    again = sweep_cli(*command, "--out", "sw", "--retry-failed", cwd=tmp_path)
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    assert [r["status"] for r in read_csv(folder / "results.csv")] == ["finished"] * 2
+    assert "resuming" in log.read_text()
+
+
 def test_a_run_in_a_process_of_its_own_decodes_a_folder_never_cached(tmp_path: Path) -> None:
     """`--devices` runs live in daemonic processes, which may not start decoding workers: a
     folder that no earlier run cached is decoded inside the run's own process."""
@@ -299,7 +326,9 @@ def test_an_executor_that_cannot_run_is_refused_before_the_sweep_folder(
 class AllAtOnce:
     """Every run ends before the first is reported, as parallel runs can."""
 
-    def run(self, work: executors.Work, tasks: list, done: executors.Done) -> None:
+    def run(
+        self, work: executors.Work, tasks: list, done: executors.Done, lost: executors.Lost
+    ) -> None:
         for result in [work(task, None) for task in tasks]:
             done(result)
 

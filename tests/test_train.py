@@ -35,7 +35,7 @@ def comparable(rows: list[dict]) -> list[dict]:
 
 def new_run(cfg: config_lib.Config) -> Path:
     run = runs.create(cfg.out, cfg.name)
-    runs.write_config(run, cfg)
+    runs.start(run, cfg)
     return run
 
 
@@ -160,7 +160,12 @@ def test_interrupted_run_resumes_to_identical_metrics(
         with pytest.raises(Interrupted) as caught:
             fit(cfg, run)
     epoch, position = divmod(step - 1, steps_per_epoch)
-    assert f"stopped in epoch {epoch + 1} after step {position + 1}/5" in str(caught.value)
+    where = (
+        f"after epoch {epoch + 1}"  # the epoch's last step: the epoch ends, then the run stops
+        if position + 1 == steps_per_epoch
+        else f"in epoch {epoch + 1} after step {position + 1}/5"
+    )
+    assert f"stopped {where}; checkpoint saved" in str(caught.value)
     assert f"supercon train --resume {run}" in str(caught.value)
     assert caught.value.exit_code == 130
     assert not (run / "summary.json").exists()
