@@ -202,6 +202,9 @@ def truncated_checkpoint(ws: Path, _: pytest.MonkeyPatch) -> None:
     (ws / "truncated.pt").write_bytes(data[: len(data) // 2])
 
 
+CPUS = os.cpu_count() or 1
+
+
 def show(ws: Path, *args: str) -> list[str]:
     return ["config", "show", *args]
 
@@ -766,6 +769,12 @@ CASES = {
         lambda ws, c: train(ws, c, "--lr-min", "1e12", "--lr-max", "1e13"),
         1,
         "lower schedule.lr_max (now 1e+13) or run `supercon find-lr`",
+    ),
+    "config: more CPU threads than the machine has": Case(
+        lambda ws, c: train(ws, c, "--set", f"train.cpu_threads={CPUS + 1}"),
+        2,
+        f"train.cpu_threads: {CPUS + 1} is more than this machine's {CPUS} logical CPUs; give at "
+        f"most {CPUS}, or null",
     ),
 }
 
