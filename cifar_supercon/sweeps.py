@@ -243,14 +243,17 @@ def sweep(
 
 def _validated(base: Config, key: str, value: Any) -> Any:
     """A grid value as the config holds it (`1e9` typed on a command line is a YAML string; the
-    config reads it as 1e9), so that plots and specs see numbers. A value the config refuses
-    stays as given: its runs fail with the reason."""
+    config reads it as 1e9), so that plots and specs see numbers; a list key's value
+    (schedule.milestones) as a list of them, which sweep.yaml can hold. A value the config
+    refuses stays as given: its runs fail with the reason."""
     try:
         node: Any = config_lib.load([], {key: value}, base=base)
     except ConfigError:
         return value
     for part in key.split("."):
         node = getattr(node, part)
+    if isinstance(node, tuple):
+        return list(node)
     return node if isinstance(node, bool | int | float | str) else value
 
 
