@@ -250,6 +250,11 @@ def test_duplicate_key_in_one_yaml_file(tmp_path: Path) -> None:
     assert "'epochs' appears twice" in problem
 
 
+def test_yaml_anchors_and_aliases_still_work(tmp_path: Path) -> None:
+    path = write(tmp_path, "alias.yaml", "schedule: {lr_max: &top 0.8}\nfinder: {end_lr: *top}\n")
+    assert load([path]).finder.end_lr == 0.8
+
+
 def test_file_problems(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     assert problems_of([missing]) == [f"{missing}: config file not found"]

@@ -172,6 +172,13 @@ def deep_yaml(ws: Path, _: pytest.MonkeyPatch) -> None:
     (ws / "deep.yaml").write_text("[" * 20_000)
 
 
+def laughs_yaml(ws: Path, _: pytest.MonkeyPatch) -> None:
+    """A "billion laughs": 22 levels of two aliases each, 2**23 values once expanded."""
+    lines = ["a0: &a0 {x: 1, y: 1}"]
+    lines += [f"a{i}: &a{i} {{x: *a{i - 1}, y: *a{i - 1}}}" for i in range(1, 23)]
+    (ws / "laughs.yaml").write_text("\n".join([*lines, "train: *a22"]) + "\n")
+
+
 def pickled_payload(ws: Path, _: pytest.MonkeyPatch) -> None:
     torch.save({"format": 1, "model": Payload(ws / "pwned")}, ws / "evil.pt")
 
@@ -775,6 +782,12 @@ CASES = {
         2,
         f"train.cpu_threads: {CPUS + 1} is more than this machine's {CPUS} logical CPUs; give at "
         f"most {CPUS}, or null",
+    ),
+    "config: aliases that expand past any config's size": Case(
+        lambda ws, c: show(ws, "--config", str(ws / "laughs.yaml")),
+        2,
+        "laughs.yaml: more than 10,000 values once its aliases are expanded",
+        prepare=laughs_yaml,
     ),
 }
 
