@@ -37,6 +37,10 @@ AUTO = "auto"
 DEFAULTS = "defaults"
 MAX_SEED = 2**32 - 1  # the range every RNG a seed feeds accepts
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # a run's name, and a sweep's: one folder name
+# A file name holds 255 bytes (ext4, XFS, APFS), and a run folder adds 28 around its name at most:
+# `<YYYYmmdd-HHMMSS>-<name>-find-lr-999` (a range test's, the 999th of that second). NAME_PATTERN
+# is ASCII, so a name's characters are its bytes.
+MAX_NAME_LENGTH = 255 - len("YYYYmmdd-HHMMSS-") - len("-find-lr") - len("-999")
 # Policies whose LR moves between two bounds (the others only use lr_max).
 TWO_BOUND_POLICIES = ("one_cycle", "triangular", "triangular2", "exp_range")
 
@@ -192,7 +196,7 @@ class FinderConfig(Section):
 
 
 class Config(Section):
-    name: str = Field("supercon", pattern=NAME_PATTERN)  # run folder suffix
+    name: str = Field("supercon", pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)  # run folder
     seed: int = Field(0, ge=0, le=MAX_SEED)
     out: Path = Path("runs")  # parent folder of run directories
     data: DataConfig = DataConfig()
@@ -610,12 +614,13 @@ def load(
 
 def name_from_file(path: Path) -> str:
     """The run name a config file gives: its stem in the letters a name may hold (`my conf.yaml`
-    -> my-conf, `ünï.yaml` -> uni, `.hidden.yaml` -> hidden), or the default name when nothing
-    is left. The user never typed this name, so it must not fail validation."""
+    -> my-conf, `ünï.yaml` -> uni, `.hidden.yaml` -> hidden), cut to MAX_NAME_LENGTH, or the
+    default name when nothing is left. The user never typed this name, so it must not fail
+    validation."""
     letters = "".join(
         c for c in unicodedata.normalize("NFKD", path.stem) if not unicodedata.combining(c)
     )
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", letters).lstrip("._-")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", letters).lstrip("._-")[:MAX_NAME_LENGTH]
     return name or Config.model_fields["name"].default
 
 

@@ -76,6 +76,7 @@ def test_files_merge_left_to_right_then_overrides(tmp_path: Path) -> None:
         ("-dash.yaml", "dash"),
         ("a, b & c!.yaml", "a-b-c-"),
         ("模型.yaml", "supercon"),
+        ("l" * 250 + ".yaml", "l" * config_lib.MAX_NAME_LENGTH),  # fits a run folder's name
     ],
 )
 def test_a_config_file_name_becomes_a_valid_run_name(

@@ -789,6 +789,16 @@ CASES = {
         "laughs.yaml: more than 10,000 values once its aliases are expanded",
         prepare=laughs_yaml,
     ),
+    "config: a name too long for a run folder": Case(
+        lambda ws, c: train(ws, c, "--set", "name=" + "a" * 300),
+        2,
+        "--set: name: string should have at most 227 characters",
+    ),
+    "sweep: a --name too long for a folder": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--name", "a" * 300, "--out", str(ws / "sw")],
+        2,
+        "e.g. lr-sweep (at most 227 characters)",
+    ),
 }
 
 
