@@ -163,6 +163,15 @@ def _reported(debug: bool) -> Iterator[None]:
 
 # Options shared by the commands -----------------------------------------------------------
 
+
+def _path(text: str) -> Path:
+    """A path option's value. An empty one would name the current folder (Path("") is "."),
+    which nobody means by typing nothing: refused."""
+    if not text:
+        raise typer.BadParameter("an empty path; give a file or folder (. for this folder)")
+    return Path(text)
+
+
 ConfigOpt = Annotated[
     list[Path] | None,
     typer.Option(
@@ -170,6 +179,7 @@ ConfigOpt = Annotated[
         "-c",
         help="YAML config; repeat to merge several, left to right.",
         metavar="PATH",
+        parser=_path,
     ),
 ]
 SetOpt = Annotated[
@@ -191,9 +201,12 @@ BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="train.batch_
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="seed")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda")]
 DataDirOpt = Annotated[
-    Path | None, typer.Option("--data-dir", help="data.root: CIFAR-10 or an image folder")
+    Path | None,
+    typer.Option("--data-dir", help="data.root: CIFAR-10 or an image folder", parser=_path),
 ]
-OutOpt = Annotated[Path | None, typer.Option("--out", help="Parent folder of run directories")]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", help="Parent folder of run directories", parser=_path)
+]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 ProgressOpt = Annotated[
     bool, typer.Option("--progress/--no-progress", help="Progress bars on a terminal.")
@@ -269,7 +282,9 @@ def train(
     out: OutOpt = None,
     resume: Annotated[
         Path | None,
-        typer.Option("--resume", help="Continue this run directory from its last checkpoint."),
+        typer.Option(
+            "--resume", help="Continue this run directory from its last checkpoint.", parser=_path
+        ),
     ] = None,
     progress: ProgressOpt = True,
     debug: DebugOpt = False,
@@ -421,9 +436,12 @@ def plot_schedule(
     lr_max: LrMaxOpt = None,
     lr_min: LrMinOpt = None,
     batch_size: BatchOpt = None,
-    out: Annotated[Path, typer.Option("--out", help="PNG to write.")] = Path("schedule.png"),
+    out: Annotated[Path, typer.Option("--out", help="PNG to write.", parser=_path)] = Path(
+        "schedule.png"
+    ),
     csv: Annotated[
-        Path | None, typer.Option("--csv", help="Also write step,epoch,lr,momentum rows.")
+        Path | None,
+        typer.Option("--csv", help="Also write step,epoch,lr,momentum rows.", parser=_path),
     ] = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -447,14 +465,17 @@ def plot_schedule(
 @app.command()
 def evaluate(
     checkpoint: Annotated[
-        Path, typer.Argument(help="A checkpoint, e.g. runs/<run>/checkpoints/best.pt")
+        Path,
+        typer.Argument(help="A checkpoint, e.g. runs/<run>/checkpoints/best.pt", parser=_path),
     ],
     data_dir: DataDirOpt = None,
     device: DeviceOpt = None,
     tta: Annotated[
         bool | None, typer.Option("--tta/--no-tta", help="Flip test-time augmentation.")
     ] = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Confusion-matrix PNG path.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Confusion-matrix PNG path.", parser=_path)
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Test accuracy of a checkpoint, per class, and a confusion-matrix PNG.
@@ -497,9 +518,9 @@ def sweep(
         str | None,
         typer.Option("--name", help="Sweep folder name (default: config name + spec digest)."),
     ] = None,
-    out: Annotated[Path, typer.Option("--out", help="Parent folder of sweep folders.")] = Path(
-        "sweeps"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", help="Parent folder of sweep folders.", parser=_path)
+    ] = Path("sweeps"),
     executor: Annotated[
         str, typer.Option("--executor", help="local (this machine) or ray (a Ray cluster).")
     ] = "local",
@@ -591,9 +612,12 @@ def sweep(
 @app.command()
 def compare(
     paths: Annotated[
-        list[Path], typer.Argument(help="Run folders and/or sweep folders.", show_default=False)
+        list[Path],
+        typer.Argument(help="Run folders and/or sweep folders.", show_default=False, parser=_path),
     ],
-    png: Annotated[Path, typer.Option("--png", help="PNG to write.")] = Path("compare.png"),
+    png: Annotated[Path, typer.Option("--png", help="PNG to write.", parser=_path)] = Path(
+        "compare.png"
+    ),
     debug: DebugOpt = False,
 ) -> None:
     """Overlay test accuracy and lr per epoch of runs and sweep cells; a table side by side.

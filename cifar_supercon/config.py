@@ -102,6 +102,8 @@ class Section(BaseModel):
             if expected is not None:
                 raise ValueError(f"expected {expected}, not a boolean")
         if field is not None and field.annotation is Path and isinstance(value, str | Path):
+            if value == "":  # Path("") is the current folder, which nobody means by nothing
+                raise ValueError("expected a path, not an empty string (. for this folder)")
             return Path(value).expanduser()  # `~/data` as a shell would read it
         return value
 

@@ -799,6 +799,16 @@ CASES = {
         2,
         "e.g. lr-sweep (at most 227 characters)",
     ),
+    "config: an empty path": Case(
+        lambda ws, c: show(ws, "--set", 'data.root=""'),
+        2,
+        "--set: data.root: expected a path, not an empty string (. for this folder) (got '')",
+    ),
+    "usage: an empty path option": Case(
+        lambda ws, c: show(ws, "--out", ""),
+        2,
+        "Invalid value for '--out': an empty path; give a file or folder (. for this folder)",
+    ),
 }
 
 
