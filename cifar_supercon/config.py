@@ -318,6 +318,7 @@ class Override:
 # (keys, values, sections); nested aliases can multiply that without bound (a "billion laughs":
 # 16 levels of two took 7.5 s and 860 MB, 22 ran out of memory).
 MAX_YAML_NODES = 10_000
+MERGE_TAG = "tag:yaml.org,2002:merge"  # `<<`
 
 
 class _TooLarge(yaml.YAMLError):
@@ -327,6 +328,18 @@ class _TooLarge(yaml.YAMLError):
 class _StrictLoader(yaml.SafeLoader):
     """yaml.safe_load, except that a key given twice in one mapping is an error, and so is a
     document whose aliases expand it past MAX_YAML_NODES."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.merged: dict[yaml.MappingNode, int] = {}  # per mapping: pairs its `<<` keys gave
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """YAML merge keys (`<<: *base`): the merged pairs go first, so that the mapping's own
+        keys override them. Counted, so that only a key given twice among its own is refused."""
+        if node not in self.merged:  # a mapping merged twice is flattened once
+            own = sum(key.tag != MERGE_TAG for key, _ in node.value)
+            super().flatten_mapping(node)
+            self.merged[node] = len(node.value) - own
 
     def construct_document(self, node: yaml.Node) -> Any:
         if _expanded_size(node, {}) > MAX_YAML_NODES:
@@ -354,7 +367,8 @@ def _expanded_size(node: yaml.Node, sizes: dict[yaml.Node, int]) -> int:
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict:
     loader.flatten_mapping(node)
     mapping: dict = {}
-    for key_node, value_node in node.value:
+    own: set[str] = set()
+    for index, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, str):
             raise yaml.constructor.ConstructorError(
@@ -363,10 +377,12 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict:
                 f"key {key!r} is not a name (keys are words like lr_max)",
                 key_node.start_mark,
             )
-        if key in mapping:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
-            )
+        if index >= loader.merged[node]:
+            if key in own:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+                )
+            own.add(key)
         mapping[key] = loader.construct_object(value_node, deep=True)
     return mapping
 
@@ -575,7 +591,11 @@ def load(
         except ConfigError as e:
             problems += e.problems
             continue
-        for key, value in flatten(data):
+        pairs = list(flatten(data))
+        # In one file, `train.epochs: 3` beside `train: {epochs: 4}` sets one key twice, as a key
+        # given twice in one mapping does: refused, not settled by the order they come in.
+        problems += _check_overrides([Override(k, v, str(path)) for k, v in pairs])
+        for key, value in pairs:
             _set_dotted(merged, key, value)
             origins.pop(key, None)  # keep the dict in the order keys were last set
             origins[key] = str(path)

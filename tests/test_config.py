@@ -251,6 +251,22 @@ def test_duplicate_key_in_one_yaml_file(tmp_path: Path) -> None:
     assert "'epochs' appears twice" in problem
 
 
+def test_yaml_merge_keys_give_defaults_that_the_mapping_overrides(tmp_path: Path) -> None:
+    merging = "schedule: {peak_epoch: 1}\ntrain:\n  <<: &base {epochs: 3, batch_size: 8}\n"
+    path = write(tmp_path, "merge.yaml", merging + "  epochs: 5\n")
+    assert (load([path]).train.epochs, load([path]).train.batch_size) == (5, 8)
+    twice = write(tmp_path, "twice.yaml", merging + "  epochs: 5\n  epochs: 6\n")
+    (problem,) = problems_of([twice])
+    assert problem.startswith(f"{twice}: line 5: not valid YAML (key 'epochs' appears twice")
+
+
+def test_a_dotted_key_and_its_section_in_one_file_set_it_twice(tmp_path: Path) -> None:
+    path = write(tmp_path, "dotted.yaml", "train.epochs: 3\ntrain: {epochs: 4}\n")
+    assert problems_of([path]) == [
+        f"{path}: train.epochs: conflicts with {path} train.epochs=3 (give each key once)"
+    ]
+
+
 def test_yaml_anchors_and_aliases_still_work(tmp_path: Path) -> None:
     path = write(tmp_path, "alias.yaml", "schedule: {lr_max: &top 0.8}\nfinder: {end_lr: *top}\n")
     assert load([path]).finder.end_lr == 0.8

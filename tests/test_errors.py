@@ -809,6 +809,12 @@ CASES = {
         2,
         "Invalid value for '--out': an empty path; give a file or folder (. for this folder)",
     ),
+    "config: a dotted key and its section in one file": Case(
+        lambda ws, c: show(ws, "--config", str(ws / "dotted.yaml")),
+        2,
+        "dotted.yaml: train.epochs: conflicts with ",
+        prepare=lambda ws, _: files(ws, **{"dotted.yaml": "train.epochs: 3\ntrain: {epochs: 4}\n"}),
+    ),
 }
 
 
