@@ -177,6 +177,12 @@ def _list_folder(root: Path) -> Listing:
         names = class_folders(split_dir)
         if not names:
             raise DataError(f"{split_dir}: no class folders (expected {split}/<class>/<image>)")
+        if len(names) == 1:
+            # Every prediction of a one-class model is right: a loss of 0, nothing learned.
+            raise DataError(
+                f"{split_dir}: one class folder only ({names[0]}); a classifier needs at least "
+                f"two (expected {split}/<class>/<image>)"
+            )
         if class_names is not None and names != class_names:
             raise DataError(f"{split_dir}: class folders {names} differ from train's {class_names}")
         class_names = names

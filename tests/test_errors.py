@@ -815,6 +815,12 @@ CASES = {
         "dotted.yaml: train.epochs: conflicts with ",
         prepare=lambda ws, _: files(ws, **{"dotted.yaml": "train.epochs: 3\ntrain: {epochs: 4}\n"}),
     ),
+    "data: a single class": Case(
+        lambda ws, c: train(ws, c, "--data-dir", str(ws / "one")),
+        1,
+        "one/train: one class folder only (apple); a classifier needs at least two",
+        prepare=lambda ws, _: write_image_folder(ws / "one", 2, 1, classes=("apple",)),
+    ),
 }
 
 
