@@ -30,7 +30,9 @@ from . import sweeps as sweep_lib
 from .config import Override
 from .errors import STOPPED_BY_SIGNAL, Interrupted, SuperconError, UsageError, describe
 
-out_console = Console(soft_wrap=True, highlight=False)
+# Nothing printed to stdout is markup: class folder names, paths and grid values show as they
+# are (a class folder `[bold]cat` printed as a bold `cat`).
+out_console = Console(soft_wrap=True, highlight=False, markup=False)
 err_console = Console(stderr=True, soft_wrap=True, highlight=False)
 # typer >= 0.2x vendors click; older releases use click itself: find the class either way.
 ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -261,7 +263,7 @@ def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
 
 
 def _log(message: str) -> None:
-    out_console.print(message, markup=False)
+    out_console.print(message)
 
 
 # Commands ---------------------------------------------------------------------------------

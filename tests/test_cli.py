@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, tiny_config
+from conftest import REPO, tiny_config, write_image_folder
 from typer.testing import CliRunner
 
 from cifar_supercon import config as config_lib
@@ -122,6 +122,28 @@ def test_evaluate_prints_per_class_accuracy(trained: dict, tmp_path: Path) -> No
     assert (run / "plots" / "confusion_best.png").read_bytes().startswith(b"\x89PNG")
     best = json.loads((run / "summary.json").read_text())["best_test_accuracy"]
     assert f"test accuracy {100 * best:.2f}%" in result.stdout
+
+
+ODD_CLASSES = ("[bold]cat", "new\nline", "pipe|x")  # sorted, as the classes are
+
+
+@pytest.fixture(scope="module")
+def odd_names(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run on class folders whose names are rich markup, hold a line break or a pipe."""
+    folder = tmp_path_factory.mktemp("odd")
+    data = write_image_folder(folder / "data", 8, 4, classes=ODD_CLASSES)
+    config = folder / "tiny.yaml"
+    config.write_text(config_lib.to_yaml(tiny_config(data, folder / "runs", train={"epochs": 2})))
+    result = runner.invoke(app, ["train", "--config", str(config), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    (run,) = (folder / "runs").iterdir()
+    return run
+
+
+def test_class_names_print_as_they_are(odd_names: Path) -> None:
+    result = runner.invoke(app, ["evaluate", str(odd_names / "checkpoints" / "best.pt")])
+    assert result.exit_code == 0, result.output
+    assert "[bold]cat" in result.stdout
 
 
 def test_resume_of_a_run_refuses_another_config(trained: dict) -> None:
