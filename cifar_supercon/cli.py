@@ -28,7 +28,15 @@ from . import comparison as compare_lib
 from . import config as config_lib
 from . import sweeps as sweep_lib
 from .config import Override
-from .errors import STOPPED_BY_SIGNAL, Interrupted, SuperconError, UsageError, describe
+from .errors import (
+    STOPPED_BY_SIGNAL,
+    ConfigError,
+    Interrupted,
+    SuperconError,
+    UsageError,
+    describe,
+)
+from .text import one_line
 
 # Nothing printed to stdout is markup: class folder names, paths and grid values show as they
 # are (a class folder `[bold]cat` printed as a bold `cat`).
@@ -39,8 +47,9 @@ ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "Cl
 
 
 def _error(message: str) -> None:
-    for line in message.splitlines() or [""]:
-        err_console.print(f"[bold red]error:[/] {escape(line)}")
+    """One line, whatever the message holds: a line break in it (in a path, a folder's name)
+    is shown as \\n, not as a second line that reads like another error."""
+    err_console.print(f"[bold red]error:[/] {escape(one_line(message))}")
 
 
 def _stopped(message: str) -> None:
@@ -151,7 +160,8 @@ def _reported(debug: bool) -> Iterator[None]:
     except SuperconError as e:
         if debug:
             raise
-        _error(str(e))
+        for problem in e.problems if isinstance(e, ConfigError) else [str(e)]:
+            _error(problem)  # a config error: a line per problem
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:
         _stopped(STOPPED_BY_SIGNAL)

@@ -821,6 +821,16 @@ CASES = {
         "one/train: one class folder only (apple); a classifier needs at least two",
         prepare=lambda ws, _: write_image_folder(ws / "one", 2, 1, classes=("apple",)),
     ),
+    "data: a path with a line break": Case(
+        lambda ws, c: train(ws, c, "--data-dir", str(ws / "no\nwhere")),
+        1,
+        "no\\nwhere does not exist",
+    ),
+    "config: a file name with a line break": Case(
+        lambda ws, c: show(ws, "--config", str(ws / "no\nfile.yaml")),
+        2,
+        "no\\nfile.yaml: config file not found",
+    ),
 }
 
 
