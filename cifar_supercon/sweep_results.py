@@ -22,6 +22,7 @@ from .sweep_spec import (
     run_name,
     short_key,
 )
+from .text import table_row
 
 RESULTS_FILE = "results.csv"
 SUMMARY_FILE = "summary.md"
@@ -172,9 +173,9 @@ def write_summary(folder: Path, spec: Spec, stats: Sequence[CellStats], target: 
         f"Final test accuracy per grid cell over seeds {spec.seeds} (spec: {SPEC_FILE}; "
         f"one row per run: {RESULTS_FILE}). n counts finished runs.",
         "",
-        "| " + " | ".join(header) + " |",
+        table_row(header),
         "|" + "---|" * len(header),
-        *("| " + " | ".join(row) + " |" for row in table_rows(stats, target)),
+        *map(table_row, table_rows(stats, target)),
     ]
     runs.write_text(folder / SUMMARY_FILE, "\n".join(lines) + "\n")
 

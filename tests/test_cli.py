@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -144,6 +145,19 @@ def test_class_names_print_as_they_are(odd_names: Path) -> None:
     result = runner.invoke(app, ["evaluate", str(odd_names / "checkpoints" / "best.pt")])
     assert result.exit_code == 0, result.output
     assert "[bold]cat" in result.stdout
+
+
+def test_class_names_stay_in_their_cells_of_the_report(odd_names: Path) -> None:
+    report = (odd_names / "report.md").read_text().splitlines()
+    start = report.index("| class | accuracy | test images |") + 2
+    rows = report[start : start + len(ODD_CLASSES) + 1]
+    assert rows[-1] == ""  # one line per class, nothing after
+    assert [row.split(" | ")[0] for row in rows[:-1]] == [
+        "| [bold]cat",
+        "| new\\\\nline",
+        "| pipe\\|x",
+    ]
+    assert all(len(re.findall(r"(?<!\\)\|", row)) == 4 for row in rows[:-1])  # 3 cells each
 
 
 def test_resume_of_a_run_refuses_another_config(trained: dict) -> None:

@@ -129,6 +129,16 @@ def test_a_list_key_is_a_grid_key(image_folder: Path, tmp_path: Path) -> None:
     assert "| [1.5] | 1 | " in (folder / sweep_results.SUMMARY_FILE).read_text()
 
 
+def test_a_grid_value_with_a_pipe_stays_in_its_cell_of_summary_md(tmp_path: Path) -> None:
+    spec = sweep_spec.Spec({}, {"schedule.anneal": ["a|b"]}, [0])
+    stats = sweep_results.cell_statistics(
+        [{"schedule.anneal": "a|b", "status": "failed"}], spec.keys, 0.9
+    )
+    sweep_results.write_summary(tmp_path, spec, stats, 0.9)
+    summary = (tmp_path / sweep_results.SUMMARY_FILE).read_text()
+    assert "| a\\|b | 0 (1 failed) | - |" in summary
+
+
 def test_cells_are_the_cartesian_product_in_the_order_given() -> None:
     spec = sweep_spec.Spec({}, {"a.x": [1, 2], "b.y": ["p", "q", "r"]}, [0])
     assert spec.cells() == [(("a.x", x), ("b.y", y)) for x in (1, 2) for y in ("p", "q", "r")]
