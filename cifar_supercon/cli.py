@@ -252,8 +252,11 @@ def _overrides(
     ]
     for flag, key, value in shortcuts:
         if value is not None:
+            # a number or 'auto', typed as text: read as --set reads values, named by its flag
             parsed = (
-                config_lib.parse_set(f"{key}={value}").value if flag.startswith("--lr") else value
+                config_lib.parse_value(value, f"{flag} {value!r}")
+                if flag.startswith("--lr")
+                else value
             )
             overrides.append(Override(key, parsed, flag))
     # `--lr-max auto` means "let the range test decide", lr_min included, unless it is given.

@@ -434,19 +434,23 @@ def parse_set(assignment: str, option: str = "--set") -> Override:
             ]
         )
     check_key(key, option)
+    return Override(key, parse_value(text, f"{option} {assignment!r}"), option)
+
+
+def parse_value(text: str, where: str) -> Any:
+    """A value typed on the command line, read as a YAML scalar or flow list; `where` names what
+    was typed in messages (`--set 'train.epochs=x'`, `--lr-max ''`)."""
     if not text.strip():
-        raise ConfigError([f"{option} {assignment!r}: the value is empty"])
+        raise ConfigError([f"{where}: the value is empty"])
     try:
         # `null` (or `~`) is a value: it unsets an optional key, e.g. data.train_subset=null
         # trains on all images again after a config that took a subset.
         value = yaml.load(text, Loader=_StrictLoader)
     except (yaml.YAMLError, RecursionError):
-        raise ConfigError([f"{option} {assignment!r}: the value is not valid YAML"]) from None
+        raise ConfigError([f"{where}: the value is not valid YAML"]) from None
     if isinstance(value, Mapping):
-        raise ConfigError(
-            [f"{option} {assignment!r}: a mapping is not a value; set one key at a time"]
-        )
-    return Override(key, value, option)
+        raise ConfigError([f"{where}: a mapping is not a value; set one key at a time"])
+    return value
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:

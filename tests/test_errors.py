@@ -831,6 +831,9 @@ CASES = {
         2,
         "no\\nfile.yaml: config file not found",
     ),
+    "config: an empty --lr-max": Case(
+        lambda ws, c: show(ws, "--lr-max", ""), 2, "--lr-max '': the value is empty"
+    ),
 }
 
 
