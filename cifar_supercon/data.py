@@ -24,7 +24,7 @@ from PIL import Image
 
 from . import processes, runs
 from .config import DataConfig
-from .errors import DataError, SuperconError, describe
+from .errors import ConfigError, DataError, SuperconError, describe
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 CIFAR_FOLDER = "cifar-10-batches-py"
@@ -114,7 +114,11 @@ def stratified_subset(labels: torch.Tensor, size: int, seed: int, split: str) ->
     """
     n = len(labels)
     if not 1 <= size <= n:
-        raise DataError(f"data.{split}_subset: {size} is outside 1..{n} (the {split} split's size)")
+        # The config asks for more than the data holds, as a batch larger than the training set
+        # does: a config error (exit 2), found once the data is loaded.
+        raise ConfigError(
+            [f"data.{split}_subset: {size} is outside 1..{n} (the {split} split's size)"]
+        )
     classes, counts = torch.unique(labels, return_counts=True)
     exact = counts.double() * size / n
     quota = exact.floor().long()

@@ -834,6 +834,11 @@ CASES = {
     "config: an empty --lr-max": Case(
         lambda ws, c: show(ws, "--lr-max", ""), 2, "--lr-max '': the value is empty"
     ),
+    "config: a training subset larger than the training set": Case(
+        lambda ws, c: train(ws, c, "--set", "data.train_subset=1000"),
+        2,
+        "data.train_subset: 1000 is outside 1..72 (the train split's size)",
+    ),
 }
 
 
