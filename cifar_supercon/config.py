@@ -196,6 +196,18 @@ class FinderConfig(Section):
     momentum: Momentum | None = None  # None: schedule.momentum_max
     weight_decays: tuple[Annotated[float, Field(ge=0)], ...] | None = None  # one sweep each
 
+    @field_validator("weight_decays")
+    @classmethod
+    def _each_once(cls, values: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        """One range test per value: none would test nothing (null tests optim.weight_decay),
+        a value twice would test it twice (as find-lr's --weight-decay refuses)."""
+        if values is not None and not values:
+            raise ValueError("expected at least one weight decay, or null for optim.weight_decay")
+        twice = [v for i, v in enumerate(values or ()) if v in values[:i]]
+        if twice:
+            raise ValueError(f"{twice[0]:g} is listed twice; list each weight decay once")
+        return values
+
 
 class Config(Section):
     name: str = Field("supercon", pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)  # run folder

@@ -839,6 +839,16 @@ CASES = {
         2,
         "data.train_subset: 1000 is outside 1..72 (the train split's size)",
     ),
+    "config: a weight decay listed twice": Case(
+        lambda ws, c: show(ws, "--set", "finder.weight_decays=[0, 1e-4, 0]"),
+        2,
+        "--set: finder.weight_decays: 0 is listed twice; list each weight decay once",
+    ),
+    "config: no weight decays to sweep": Case(
+        lambda ws, c: show(ws, "--set", "finder.weight_decays=[]"),
+        2,
+        "--set: finder.weight_decays: expected at least one weight decay, or null for optim.",
+    ),
 }
 
 
