@@ -849,6 +849,18 @@ CASES = {
         2,
         "--set: finder.weight_decays: expected at least one weight decay, or null for optim.",
     ),
+    "config: annihilation rounds to no step": Case(
+        lambda ws, c: [
+            "plot-schedule",
+            "--set",
+            "schedule.annihilation_epochs=0.001",
+            "--out",
+            str(ws / "s.png"),
+        ],
+        2,
+        "schedule.annihilation_epochs: 0.001 rounds to no step at 97 steps per epoch; give 0 for "
+        "no annihilation, or at least 0.0103 (one step)",
+    ),
 }
 
 
