@@ -644,7 +644,15 @@ def load(
             applied = list(origins.values())
             user_set = [src for src in sources if src != DEFAULTS]
             source = max(user_set, key=_last_index(applied)) if user_set else DEFAULTS
-            problems.append(f"{source}: {p.keys[0]}: {p.message}")
+            # The other keys' sources too: `--epochs: schedule.annihilation_epochs: ...` alone
+            # reads as if --epochs had set annihilation_epochs.
+            others = [
+                f"{key} from {src}"
+                for key, src in zip(p.keys, sources, strict=True)
+                if src not in (source, DEFAULTS)
+            ]
+            where = f" ({'; '.join(others)})" if others else ""
+            problems.append(f"{source}: {p.keys[0]}: {p.message}{where}")
     if problems:
         raise ConfigError(problems)
     return cfg

@@ -227,7 +227,18 @@ def test_problem_source_is_the_option_that_set_the_key(tmp_path: Path) -> None:
     path = write(tmp_path, "ok.yaml", "schedule: {peak_epoch: 5}\n")
     problems = problems_of([path], [Override("train.epochs", 4, "--epochs")])
     assert problems == [
-        "--epochs: schedule.peak_epoch: must be between 0 and train.epochs (4), exclusive, got 5"
+        "--epochs: schedule.peak_epoch: must be between 0 and train.epochs (4), exclusive, got 5 "
+        f"(schedule.peak_epoch from {path})"
+    ]
+    problems = problems_of(
+        overrides=[
+            parse_set("schedule.annihilation_epochs=5"),
+            Override("train.epochs", 3, "--epochs"),
+        ]
+    )
+    assert problems == [
+        "--epochs: schedule.annihilation_epochs: must be less than train.epochs (3), got 5 "
+        "(schedule.annihilation_epochs from --set)"
     ]
 
 

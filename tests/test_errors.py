@@ -861,6 +861,12 @@ CASES = {
         "schedule.annihilation_epochs: 0.001 rounds to no step at 97 steps per epoch; give 0 for "
         "no annihilation, or at least 0.0103 (one step)",
     ),
+    "config: two keys that do not fit, from two sources": Case(
+        lambda ws, c: show(ws, "--set", "schedule.annihilation_epochs=5", "--epochs", "3"),
+        2,
+        "--epochs: schedule.annihilation_epochs: must be less than train.epochs (3), got 5 "
+        "(schedule.annihilation_epochs from --set)",
+    ),
 }
 
 
