@@ -128,7 +128,11 @@ class DataConfig(Section):
 class ModelConfig(Section):
     name: Literal["resnet9"] = "resnet9"
     width: int = Field(64, ge=1, le=1024)  # channels of the prep layer; the others are 2x, 4x, 8x
-    logit_scale: float = Field(0.125, gt=0)  # Page's classifier output multiplier
+    # Page's classifier output multiplier. The logits scale with it, and so does the last
+    # layer's gradient: its effective step grows with the square. 10 (6,400 times Page's step
+    # at the same lr_max) leaves room to experiment; far beyond, a run only overflows (1e300:
+    # NaN at once, and the NaN message blamed schedule.lr_max).
+    logit_scale: float = Field(0.125, gt=0, le=10)
 
 
 class OptimConfig(Section):

@@ -867,6 +867,11 @@ CASES = {
         "--epochs: schedule.annihilation_epochs: must be less than train.epochs (3), got 5 "
         "(schedule.annihilation_epochs from --set)",
     ),
+    "config: logit_scale above 10": Case(
+        lambda ws, c: show(ws, "--set", "model.logit_scale=1e300"),
+        2,
+        "--set: model.logit_scale: input should be less than or equal to 10",
+    ),
 }
 
 
