@@ -28,17 +28,28 @@ from . import comparison as compare_lib
 from . import config as config_lib
 from . import sweeps as sweep_lib
 from .config import Override
-from .errors import STOPPED_BY_SIGNAL, Interrupted, SuperconError, UsageError, describe
+from .errors import (
+    STOPPED_BY_SIGNAL,
+    ConfigError,
+    Interrupted,
+    SuperconError,
+    UsageError,
+    describe,
+)
+from .text import one_line
 
-out_console = Console(soft_wrap=True, highlight=False)
+# Nothing printed to stdout is markup: class folder names, paths and grid values show as they
+# are (a class folder `[bold]cat` printed as a bold `cat`).
+out_console = Console(soft_wrap=True, highlight=False, markup=False)
 err_console = Console(stderr=True, soft_wrap=True, highlight=False)
 # typer >= 0.2x vendors click; older releases use click itself: find the class either way.
 ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
 def _error(message: str) -> None:
-    for line in message.splitlines() or [""]:
-        err_console.print(f"[bold red]error:[/] {escape(line)}")
+    """One line, whatever the message holds: a line break in it (in a path, a folder's name)
+    is shown as \\n, not as a second line that reads like another error."""
+    err_console.print(f"[bold red]error:[/] {escape(one_line(message))}")
 
 
 def _stopped(message: str) -> None:
@@ -149,7 +160,8 @@ def _reported(debug: bool) -> Iterator[None]:
     except SuperconError as e:
         if debug:
             raise
-        _error(str(e))
+        for problem in e.problems if isinstance(e, ConfigError) else [str(e)]:
+            _error(problem)  # a config error: a line per problem
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:
         _stopped(STOPPED_BY_SIGNAL)
@@ -163,6 +175,15 @@ def _reported(debug: bool) -> Iterator[None]:
 
 # Options shared by the commands -----------------------------------------------------------
 
+
+def _path(text: str) -> Path:
+    """A path option's value. An empty one would name the current folder (Path("") is "."),
+    which nobody means by typing nothing: refused."""
+    if not text:
+        raise typer.BadParameter("an empty path; give a file or folder (. for this folder)")
+    return Path(text)
+
+
 ConfigOpt = Annotated[
     list[Path] | None,
     typer.Option(
@@ -170,6 +191,7 @@ ConfigOpt = Annotated[
         "-c",
         help="YAML config; repeat to merge several, left to right.",
         metavar="PATH",
+        parser=_path,
     ),
 ]
 SetOpt = Annotated[
@@ -191,9 +213,12 @@ BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="train.batch_
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="seed")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda")]
 DataDirOpt = Annotated[
-    Path | None, typer.Option("--data-dir", help="data.root: CIFAR-10 or an image folder")
+    Path | None,
+    typer.Option("--data-dir", help="data.root: CIFAR-10 or an image folder", parser=_path),
 ]
-OutOpt = Annotated[Path | None, typer.Option("--out", help="Parent folder of run directories")]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", help="Parent folder of run directories", parser=_path)
+]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 ProgressOpt = Annotated[
     bool, typer.Option("--progress/--no-progress", help="Progress bars on a terminal.")
@@ -227,8 +252,11 @@ def _overrides(
     ]
     for flag, key, value in shortcuts:
         if value is not None:
+            # a number or 'auto', typed as text: read as --set reads values, named by its flag
             parsed = (
-                config_lib.parse_set(f"{key}={value}").value if flag.startswith("--lr") else value
+                config_lib.parse_value(value, f"{flag} {value!r}")
+                if flag.startswith("--lr")
+                else value
             )
             overrides.append(Override(key, parsed, flag))
     # `--lr-max auto` means "let the range test decide", lr_min included, unless it is given.
@@ -248,7 +276,7 @@ def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
 
 
 def _log(message: str) -> None:
-    out_console.print(message, markup=False)
+    out_console.print(message)
 
 
 # Commands ---------------------------------------------------------------------------------
@@ -269,7 +297,9 @@ def train(
     out: OutOpt = None,
     resume: Annotated[
         Path | None,
-        typer.Option("--resume", help="Continue this run directory from its last checkpoint."),
+        typer.Option(
+            "--resume", help="Continue this run directory from its last checkpoint.", parser=_path
+        ),
     ] = None,
     progress: ProgressOpt = True,
     debug: DebugOpt = False,
@@ -421,9 +451,12 @@ def plot_schedule(
     lr_max: LrMaxOpt = None,
     lr_min: LrMinOpt = None,
     batch_size: BatchOpt = None,
-    out: Annotated[Path, typer.Option("--out", help="PNG to write.")] = Path("schedule.png"),
+    out: Annotated[Path, typer.Option("--out", help="PNG to write.", parser=_path)] = Path(
+        "schedule.png"
+    ),
     csv: Annotated[
-        Path | None, typer.Option("--csv", help="Also write step,epoch,lr,momentum rows.")
+        Path | None,
+        typer.Option("--csv", help="Also write step,epoch,lr,momentum rows.", parser=_path),
     ] = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -447,14 +480,17 @@ def plot_schedule(
 @app.command()
 def evaluate(
     checkpoint: Annotated[
-        Path, typer.Argument(help="A checkpoint, e.g. runs/<run>/checkpoints/best.pt")
+        Path,
+        typer.Argument(help="A checkpoint, e.g. runs/<run>/checkpoints/best.pt", parser=_path),
     ],
     data_dir: DataDirOpt = None,
     device: DeviceOpt = None,
     tta: Annotated[
         bool | None, typer.Option("--tta/--no-tta", help="Flip test-time augmentation.")
     ] = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Confusion-matrix PNG path.")] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Confusion-matrix PNG path.", parser=_path)
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Test accuracy of a checkpoint, per class, and a confusion-matrix PNG.
@@ -497,9 +533,9 @@ def sweep(
         str | None,
         typer.Option("--name", help="Sweep folder name (default: config name + spec digest)."),
     ] = None,
-    out: Annotated[Path, typer.Option("--out", help="Parent folder of sweep folders.")] = Path(
-        "sweeps"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", help="Parent folder of sweep folders.", parser=_path)
+    ] = Path("sweeps"),
     executor: Annotated[
         str, typer.Option("--executor", help="local (this machine) or ray (a Ray cluster).")
     ] = "local",
@@ -591,9 +627,12 @@ def sweep(
 @app.command()
 def compare(
     paths: Annotated[
-        list[Path], typer.Argument(help="Run folders and/or sweep folders.", show_default=False)
+        list[Path],
+        typer.Argument(help="Run folders and/or sweep folders.", show_default=False, parser=_path),
     ],
-    png: Annotated[Path, typer.Option("--png", help="PNG to write.")] = Path("compare.png"),
+    png: Annotated[Path, typer.Option("--png", help="PNG to write.", parser=_path)] = Path(
+        "compare.png"
+    ),
     debug: DebugOpt = False,
 ) -> None:
     """Overlay test accuracy and lr per epoch of runs and sweep cells; a table side by side.

@@ -37,6 +37,10 @@ AUTO = "auto"
 DEFAULTS = "defaults"
 MAX_SEED = 2**32 - 1  # the range every RNG a seed feeds accepts
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # a run's name, and a sweep's: one folder name
+# A file name holds 255 bytes (ext4, XFS, APFS), and a run folder adds 28 around its name at most:
+# `<YYYYmmdd-HHMMSS>-<name>-find-lr-999` (a range test's, the 999th of that second). NAME_PATTERN
+# is ASCII, so a name's characters are its bytes.
+MAX_NAME_LENGTH = 255 - len("YYYYmmdd-HHMMSS-") - len("-find-lr") - len("-999")
 # Policies whose LR moves between two bounds (the others only use lr_max).
 TWO_BOUND_POLICIES = ("one_cycle", "triangular", "triangular2", "exp_range")
 
@@ -98,6 +102,8 @@ class Section(BaseModel):
             if expected is not None:
                 raise ValueError(f"expected {expected}, not a boolean")
         if field is not None and field.annotation is Path and isinstance(value, str | Path):
+            if value == "":  # Path("") is the current folder, which nobody means by nothing
+                raise ValueError("expected a path, not an empty string (. for this folder)")
             return Path(value).expanduser()  # `~/data` as a shell would read it
         return value
 
@@ -122,7 +128,11 @@ class DataConfig(Section):
 class ModelConfig(Section):
     name: Literal["resnet9"] = "resnet9"
     width: int = Field(64, ge=1, le=1024)  # channels of the prep layer; the others are 2x, 4x, 8x
-    logit_scale: float = Field(0.125, gt=0)  # Page's classifier output multiplier
+    # Page's classifier output multiplier. The logits scale with it, and so does the last
+    # layer's gradient: its effective step grows with the square. 10 (6,400 times Page's step
+    # at the same lr_max) leaves room to experiment; far beyond, a run only overflows (1e300:
+    # NaN at once, and the NaN message blamed schedule.lr_max).
+    logit_scale: float = Field(0.125, gt=0, le=10)
 
 
 class OptimConfig(Section):
@@ -190,9 +200,21 @@ class FinderConfig(Section):
     momentum: Momentum | None = None  # None: schedule.momentum_max
     weight_decays: tuple[Annotated[float, Field(ge=0)], ...] | None = None  # one sweep each
 
+    @field_validator("weight_decays")
+    @classmethod
+    def _each_once(cls, values: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        """One range test per value: none would test nothing (null tests optim.weight_decay),
+        a value twice would test it twice (as find-lr's --weight-decay refuses)."""
+        if values is not None and not values:
+            raise ValueError("expected at least one weight decay, or null for optim.weight_decay")
+        twice = [v for i, v in enumerate(values or ()) if v in values[:i]]
+        if twice:
+            raise ValueError(f"{twice[0]:g} is listed twice; list each weight decay once")
+        return values
+
 
 class Config(Section):
-    name: str = Field("supercon", pattern=NAME_PATTERN)  # run folder suffix
+    name: str = Field("supercon", pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)  # run folder
     seed: int = Field(0, ge=0, le=MAX_SEED)
     out: Path = Path("runs")  # parent folder of run directories
     data: DataConfig = DataConfig()
@@ -308,14 +330,61 @@ class Override:
     source: str  # what the user typed it as, e.g. "--set" or "--epochs"
 
 
+# Nodes a YAML document may hold once its aliases are written out: a whole config is under 200
+# (keys, values, sections); nested aliases can multiply that without bound (a "billion laughs":
+# 16 levels of two took 7.5 s and 860 MB, 22 ran out of memory).
+MAX_YAML_NODES = 10_000
+MERGE_TAG = "tag:yaml.org,2002:merge"  # `<<`
+
+
+class _TooLarge(yaml.YAMLError):
+    """A document larger than MAX_YAML_NODES once its aliases are expanded."""
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """yaml.safe_load, except that a key given twice in one mapping is an error."""
+    """yaml.safe_load, except that a key given twice in one mapping is an error, and so is a
+    document whose aliases expand it past MAX_YAML_NODES."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.merged: dict[yaml.MappingNode, int] = {}  # per mapping: pairs its `<<` keys gave
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """YAML merge keys (`<<: *base`): the merged pairs go first, so that the mapping's own
+        keys override them. Counted, so that only a key given twice among its own is refused."""
+        if node not in self.merged:  # a mapping merged twice is flattened once
+            own = sum(key.tag != MERGE_TAG for key, _ in node.value)
+            super().flatten_mapping(node)
+            self.merged[node] = len(node.value) - own
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        if _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise _TooLarge(
+                f"more than {MAX_YAML_NODES:,} values once its aliases are expanded, where a "
+                "whole config has under 200: use fewer aliases"
+            )
+        return super().construct_document(node)
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[yaml.Node, int]) -> int:
+    """Nodes under `node` with every alias written out, counted without writing them: an aliased
+    node is one object however often it is used, so each is counted once and remembered."""
+    if node not in sizes:
+        sizes[node] = 1  # a recursive alias meets itself as one node (construction refuses it)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        sizes[node] = 1 + sum(_expanded_size(child, sizes) for child in children)
+    return sizes[node]
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict:
     loader.flatten_mapping(node)
     mapping: dict = {}
-    for key_node, value_node in node.value:
+    own: set[str] = set()
+    for index, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, str):
             raise yaml.constructor.ConstructorError(
@@ -324,10 +393,12 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict:
                 f"key {key!r} is not a name (keys are words like lr_max)",
                 key_node.start_mark,
             )
-        if key in mapping:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
-            )
+        if index >= loader.merged[node]:
+            if key in own:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+                )
+            own.add(key)
         mapping[key] = loader.construct_object(value_node, deep=True)
     return mapping
 
@@ -344,6 +415,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError([f"{path}: cannot read the config file ({e.__class__.__name__})"]) from e
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    except _TooLarge as e:
+        raise ConfigError([f"{path}: {e}"]) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
@@ -377,19 +450,23 @@ def parse_set(assignment: str, option: str = "--set") -> Override:
             ]
         )
     check_key(key, option)
+    return Override(key, parse_value(text, f"{option} {assignment!r}"), option)
+
+
+def parse_value(text: str, where: str) -> Any:
+    """A value typed on the command line, read as a YAML scalar or flow list; `where` names what
+    was typed in messages (`--set 'train.epochs=x'`, `--lr-max ''`)."""
     if not text.strip():
-        raise ConfigError([f"{option} {assignment!r}: the value is empty"])
+        raise ConfigError([f"{where}: the value is empty"])
     try:
         # `null` (or `~`) is a value: it unsets an optional key, e.g. data.train_subset=null
         # trains on all images again after a config that took a subset.
         value = yaml.load(text, Loader=_StrictLoader)
     except (yaml.YAMLError, RecursionError):
-        raise ConfigError([f"{option} {assignment!r}: the value is not valid YAML"]) from None
+        raise ConfigError([f"{where}: the value is not valid YAML"]) from None
     if isinstance(value, Mapping):
-        raise ConfigError(
-            [f"{option} {assignment!r}: a mapping is not a value; set one key at a time"]
-        )
-    return Override(key, value, option)
+        raise ConfigError([f"{where}: a mapping is not a value; set one key at a time"])
+    return value
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
@@ -534,7 +611,11 @@ def load(
         except ConfigError as e:
             problems += e.problems
             continue
-        for key, value in flatten(data):
+        pairs = list(flatten(data))
+        # In one file, `train.epochs: 3` beside `train: {epochs: 4}` sets one key twice, as a key
+        # given twice in one mapping does: refused, not settled by the order they come in.
+        problems += _check_overrides([Override(k, v, str(path)) for k, v in pairs])
+        for key, value in pairs:
             _set_dotted(merged, key, value)
             origins.pop(key, None)  # keep the dict in the order keys were last set
             origins[key] = str(path)
@@ -567,7 +648,15 @@ def load(
             applied = list(origins.values())
             user_set = [src for src in sources if src != DEFAULTS]
             source = max(user_set, key=_last_index(applied)) if user_set else DEFAULTS
-            problems.append(f"{source}: {p.keys[0]}: {p.message}")
+            # The other keys' sources too: `--epochs: schedule.annihilation_epochs: ...` alone
+            # reads as if --epochs had set annihilation_epochs.
+            others = [
+                f"{key} from {src}"
+                for key, src in zip(p.keys, sources, strict=True)
+                if src not in (source, DEFAULTS)
+            ]
+            where = f" ({'; '.join(others)})" if others else ""
+            problems.append(f"{source}: {p.keys[0]}: {p.message}{where}")
     if problems:
         raise ConfigError(problems)
     return cfg
@@ -575,12 +664,13 @@ def load(
 
 def name_from_file(path: Path) -> str:
     """The run name a config file gives: its stem in the letters a name may hold (`my conf.yaml`
-    -> my-conf, `ünï.yaml` -> uni, `.hidden.yaml` -> hidden), or the default name when nothing
-    is left. The user never typed this name, so it must not fail validation."""
+    -> my-conf, `ünï.yaml` -> uni, `.hidden.yaml` -> hidden), cut to MAX_NAME_LENGTH, or the
+    default name when nothing is left. The user never typed this name, so it must not fail
+    validation."""
     letters = "".join(
         c for c in unicodedata.normalize("NFKD", path.stem) if not unicodedata.combining(c)
     )
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", letters).lstrip("._-")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", letters).lstrip("._-")[:MAX_NAME_LENGTH]
     return name or Config.model_fields["name"].default
 
 

@@ -25,7 +25,7 @@ from PIL import Image
 
 from . import processes, runs
 from .config import DataConfig
-from .errors import DataError, SuperconError, describe
+from .errors import ConfigError, DataError, SuperconError, describe
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 CIFAR_FOLDER = "cifar-10-batches-py"
@@ -126,7 +126,11 @@ def stratified_subset(labels: torch.Tensor, size: int, seed: int, split: str) ->
     """
     n = len(labels)
     if not 1 <= size <= n:
-        raise DataError(f"data.{split}_subset: {size} is outside 1..{n} (the {split} split's size)")
+        # The config asks for more than the data holds, as a batch larger than the training set
+        # does: a config error (exit 2), found once the data is loaded.
+        raise ConfigError(
+            [f"data.{split}_subset: {size} is outside 1..{n} (the {split} split's size)"]
+        )
     classes, counts = torch.unique(labels, return_counts=True)
     exact = counts.double() * size / n
     quota = exact.floor().long()
@@ -189,6 +193,12 @@ def _list_folder(root: Path) -> Listing:
         names = class_folders(split_dir)
         if not names:
             raise DataError(f"{split_dir}: no class folders (expected {split}/<class>/<image>)")
+        if len(names) == 1:
+            # Every prediction of a one-class model is right: a loss of 0, nothing learned.
+            raise DataError(
+                f"{split_dir}: one class folder only ({names[0]}); a classifier needs at least "
+                f"two (expected {split}/<class>/<image>)"
+            )
         if class_names is not None and names != class_names:
             raise DataError(f"{split_dir}: class folders {names} differ from train's {class_names}")
         class_names = names

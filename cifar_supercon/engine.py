@@ -260,10 +260,29 @@ class Setup:
 DEFAULT_THREADS = torch.get_num_threads()
 
 
+def set_cpu_threads(threads: int | None) -> None:
+    """torch's CPU threads: `threads`, or torch's default when None.
+
+    More threads than the machine's logical CPUs only oversubscribe them, and far more break
+    the process (libgomp fails to create 20,000 threads; 100,000 crash it). The bound is this
+    machine's, so it is checked here, where the threads are applied (before a run directory
+    exists), not in the config: the same config may run, or resume, on a larger machine.
+    """
+    cpus = os.cpu_count() or 1
+    if threads is not None and threads > cpus:
+        raise ConfigError(
+            [
+                f"train.cpu_threads: {threads} is more than this machine's {cpus} logical CPUs; "
+                f"give at most {cpus}, or null for torch's default ({DEFAULT_THREADS})"
+            ]
+        )
+    torch.set_num_threads(threads or DEFAULT_THREADS)
+
+
 def build(cfg: Config, log: Log = lambda _: None) -> Setup:
     started = time.perf_counter()
     device = resolve_device(cfg.train.device)
-    torch.set_num_threads(cfg.train.cpu_threads or DEFAULT_THREADS)
+    set_cpu_threads(cfg.train.cpu_threads)
     dtype = resolve_precision(cfg.train.precision, device)
     set_determinism(cfg.seed, cfg.train.deterministic)
     dataset = load_dataset(cfg.data, cfg.seed, log)

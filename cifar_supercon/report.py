@@ -21,6 +21,7 @@ from . import plots, runs
 from . import schedule as schedule_lib
 from .config import Config
 from .model import IMAGE_SIZE, NUM_CLASSES, ResNet9
+from .text import table_row
 
 PLOTS = "plots"
 TRIANGLE_CYCLES = 3  # cycles drawn for the CLR triangle
@@ -249,7 +250,7 @@ def _epochs_section(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def _classes_section(classes: Sequence[str], matrix: Sequence[Sequence[int]]) -> str:
     lines = [
-        f"| {name} | {f'{100 * row[i] / sum(row):.1f}%' if sum(row) else '-'} | {sum(row)} |"
+        table_row([name, f"{100 * row[i] / sum(row):.1f}%" if sum(row) else "-", str(sum(row))])
         for i, (name, row) in enumerate(zip(classes, matrix, strict=True))
     ]
     return (

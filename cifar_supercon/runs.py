@@ -438,8 +438,8 @@ def checkpoint_config(payload: Mapping[str, Any], path: Path) -> Config:
 
 
 # What a resumed run may change: where it runs, not what it computes (`out` and `name` only
-# placed the run folder, which exists by now).
-RESUME_MAY_CHANGE = ("data.root", "train.device", "train.eval_batch_size")
+# placed the run folder, which exists by now). A smaller machine may need fewer CPU threads.
+RESUME_MAY_CHANGE = ("data.root", "train.device", "train.eval_batch_size", "train.cpu_threads")
 _PLACEMENT = ("out", "name")
 
 

@@ -169,6 +169,15 @@ def check_fits(cfg: ScheduleConfig, epochs: int, steps_per_epoch: int) -> None:
     """What the config cannot check alone: its epochs, turned into whole optimizer steps, must
     still make the schedule (the caller runs this before creating a run directory)."""
     if cfg.policy == "one_cycle":
+        if cfg.annihilation_epochs and _steps(cfg.annihilation_epochs, steps_per_epoch) == 0:
+            # Asked for, yet silently none: refused like a peak that rounds to no step.
+            raise ConfigError(
+                [
+                    f"schedule.annihilation_epochs: {cfg.annihilation_epochs:g} rounds to no step "
+                    f"at {steps_per_epoch} steps per epoch; give 0 for no annihilation, or at "
+                    f"least {1 / steps_per_epoch:.3g} (one step)"
+                ]
+            )
         peak_step, last_peak = _one_cycle_peak(cfg, epochs, steps_per_epoch)
         if last_peak < 1:
             raise ConfigError(

@@ -22,6 +22,7 @@ from .sweep_spec import (
     run_name,
     short_key,
 )
+from .text import table_row
 
 RESULTS_FILE = "results.csv"
 SUMMARY_FILE = "summary.md"
@@ -84,14 +85,20 @@ class CellStats:
     median_train_seconds: float | None
 
 
+def _hashable(value: Any) -> Any:
+    """A grid value as part of a dict key: a list key's value (schedule.milestones) as a tuple."""
+    return tuple(value) if isinstance(value, list) else value
+
+
 def cell_statistics(
     rows: Sequence[Mapping[str, Any]], keys: Sequence[str], target: float
 ) -> list[CellStats]:
-    cells: dict[tuple[tuple[str, Any], ...], list[Mapping[str, Any]]] = {}
+    cells: dict[tuple[Any, ...], tuple[tuple[tuple[str, Any], ...], list[Mapping[str, Any]]]] = {}
     for row in rows:
-        cells.setdefault(tuple((k, row[k]) for k in keys), []).append(row)
+        cell = tuple((k, row[k]) for k in keys)
+        cells.setdefault(tuple(_hashable(v) for _, v in cell), (cell, []))[1].append(row)
     stats = []
-    for cell, members in cells.items():
+    for cell, members in cells.values():
         done = [r for r in members if r["status"] == "finished"]
         acc = [float(r["test_accuracy"]) for r in done]
         seconds = [float(r["train_seconds"]) for r in done]
@@ -166,9 +173,9 @@ def write_summary(folder: Path, spec: Spec, stats: Sequence[CellStats], target: 
         f"Final test accuracy per grid cell over seeds {spec.seeds} (spec: {SPEC_FILE}; "
         f"one row per run: {RESULTS_FILE}). n counts finished runs.",
         "",
-        "| " + " | ".join(header) + " |",
+        table_row(header),
         "|" + "---|" * len(header),
-        *("| " + " | ".join(row) + " |" for row in table_rows(stats, target)),
+        *map(table_row, table_rows(stats, target)),
     ]
     runs.write_text(folder / SUMMARY_FILE, "\n".join(lines) + "\n")
 

@@ -43,10 +43,15 @@ def parse_grid(text: str) -> tuple[str, list[Any]]:
     return key, [config_lib.parse_set(f"{key}={item}", "--grid").value for item in items]
 
 
+# A comma that separates values: not one inside a list value's brackets (`[12,18],[8]`).
+_VALUE_COMMA = re.compile(r",(?![^\[]*\])")
+
+
 def split_values(text: str, where: str) -> list[str]:
-    """`0.2, 0.4,0.8` -> ["0.2", "0.4", "0.8"] ([] when nothing is given). An empty value between
-    two commas or at an end is a typo, not a value: refused, `where` naming the option."""
-    items = [v.strip() for v in text.split(",")]
+    """`0.2, 0.4,0.8` -> ["0.2", "0.4", "0.8"], `[12,18],[8]` -> ["[12,18]", "[8]"] ([] when
+    nothing is given). An empty value between two commas or at an end is a typo, not a value:
+    refused, `where` naming the option."""
+    items = [v.strip() for v in _VALUE_COMMA.split(text)]
     if not any(items):
         return []
     if not all(items):

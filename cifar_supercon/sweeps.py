@@ -196,11 +196,14 @@ def sweep(
     """Train `config` for every grid cell x seed into `<out>/<name>/`; returns the rows and
     per-cell statistics. The folder defaults to `<config name>-<spec digest>`, so the same call
     again continues the same sweep."""
-    if name is not None and not re.fullmatch(config_lib.NAME_PATTERN, name):
+    longest = config_lib.MAX_NAME_LENGTH
+    if name is not None and not (
+        re.fullmatch(config_lib.NAME_PATTERN, name) and len(name) <= longest
+    ):
         # One folder inside `out`, named like a run: `../x` or `a/b` would put it elsewhere.
         raise UsageError(
             f"--name {name!r}: expected one folder name of letters, digits, '.', '_' and '-', "
-            "starting with a letter or digit, e.g. lr-sweep"
+            f"starting with a letter or digit, e.g. lr-sweep (at most {longest} characters)"
         )
     grid = dict(grid or {})
     fixed = {o.key for o in config_lib.as_overrides(overrides)}
@@ -258,14 +261,17 @@ def sweep(
 
 def _validated(base: Config, key: str, value: Any) -> Any:
     """A grid value as the config holds it (`1e9` typed on a command line is a YAML string; the
-    config reads it as 1e9), so that plots and specs see numbers. A value the config refuses
-    stays as given: its runs fail with the reason."""
+    config reads it as 1e9), so that plots and specs see numbers; a list key's value
+    (schedule.milestones) as a list of them, which sweep.yaml can hold. A value the config
+    refuses stays as given: its runs fail with the reason."""
     try:
         node: Any = config_lib.load([], {key: value}, base=base)
     except ConfigError:
         return value
     for part in key.split("."):
         node = getattr(node, part)
+    if isinstance(node, tuple):
+        return list(node)
     return node if isinstance(node, bool | int | float | str) else value
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, tiny_config
+from conftest import REPO, tiny_config, write_image_folder
 from typer.testing import CliRunner
 
 from cifar_supercon import config as config_lib
@@ -122,6 +123,41 @@ def test_evaluate_prints_per_class_accuracy(trained: dict, tmp_path: Path) -> No
     assert (run / "plots" / "confusion_best.png").read_bytes().startswith(b"\x89PNG")
     best = json.loads((run / "summary.json").read_text())["best_test_accuracy"]
     assert f"test accuracy {100 * best:.2f}%" in result.stdout
+
+
+ODD_CLASSES = ("[bold]cat", "new\nline", "pipe|x")  # sorted, as the classes are
+
+
+@pytest.fixture(scope="module")
+def odd_names(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run on class folders whose names are rich markup, hold a line break or a pipe."""
+    folder = tmp_path_factory.mktemp("odd")
+    data = write_image_folder(folder / "data", 8, 4, classes=ODD_CLASSES)
+    config = folder / "tiny.yaml"
+    config.write_text(config_lib.to_yaml(tiny_config(data, folder / "runs", train={"epochs": 2})))
+    result = runner.invoke(app, ["train", "--config", str(config), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    (run,) = (folder / "runs").iterdir()
+    return run
+
+
+def test_class_names_print_as_they_are(odd_names: Path) -> None:
+    result = runner.invoke(app, ["evaluate", str(odd_names / "checkpoints" / "best.pt")])
+    assert result.exit_code == 0, result.output
+    assert "[bold]cat" in result.stdout
+
+
+def test_class_names_stay_in_their_cells_of_the_report(odd_names: Path) -> None:
+    report = (odd_names / "report.md").read_text().splitlines()
+    start = report.index("| class | accuracy | test images |") + 2
+    rows = report[start : start + len(ODD_CLASSES) + 1]
+    assert rows[-1] == ""  # one line per class, nothing after
+    assert [row.split(" | ")[0] for row in rows[:-1]] == [
+        "| [bold]cat",
+        "| new\\\\nline",
+        "| pipe\\|x",
+    ]
+    assert all(len(re.findall(r"(?<!\\)\|", row)) == 4 for row in rows[:-1])  # 3 cells each
 
 
 def test_resume_of_a_run_refuses_another_config(trained: dict) -> None:

@@ -76,6 +76,7 @@ def test_files_merge_left_to_right_then_overrides(tmp_path: Path) -> None:
         ("-dash.yaml", "dash"),
         ("a, b & c!.yaml", "a-b-c-"),
         ("模型.yaml", "supercon"),
+        ("l" * 250 + ".yaml", "l" * config_lib.MAX_NAME_LENGTH),  # fits a run folder's name
     ],
 )
 def test_a_config_file_name_becomes_a_valid_run_name(
@@ -226,7 +227,18 @@ def test_problem_source_is_the_option_that_set_the_key(tmp_path: Path) -> None:
     path = write(tmp_path, "ok.yaml", "schedule: {peak_epoch: 5}\n")
     problems = problems_of([path], [Override("train.epochs", 4, "--epochs")])
     assert problems == [
-        "--epochs: schedule.peak_epoch: must be between 0 and train.epochs (4), exclusive, got 5"
+        "--epochs: schedule.peak_epoch: must be between 0 and train.epochs (4), exclusive, got 5 "
+        f"(schedule.peak_epoch from {path})"
+    ]
+    problems = problems_of(
+        overrides=[
+            parse_set("schedule.annihilation_epochs=5"),
+            Override("train.epochs", 3, "--epochs"),
+        ]
+    )
+    assert problems == [
+        "--epochs: schedule.annihilation_epochs: must be less than train.epochs (3), got 5 "
+        "(schedule.annihilation_epochs from --set)"
     ]
 
 
@@ -248,6 +260,27 @@ def test_duplicate_key_in_one_yaml_file(tmp_path: Path) -> None:
     (problem,) = problems_of([path])
     assert problem.startswith(f"{path}: line 3: not valid YAML")
     assert "'epochs' appears twice" in problem
+
+
+def test_yaml_merge_keys_give_defaults_that_the_mapping_overrides(tmp_path: Path) -> None:
+    merging = "schedule: {peak_epoch: 1}\ntrain:\n  <<: &base {epochs: 3, batch_size: 8}\n"
+    path = write(tmp_path, "merge.yaml", merging + "  epochs: 5\n")
+    assert (load([path]).train.epochs, load([path]).train.batch_size) == (5, 8)
+    twice = write(tmp_path, "twice.yaml", merging + "  epochs: 5\n  epochs: 6\n")
+    (problem,) = problems_of([twice])
+    assert problem.startswith(f"{twice}: line 5: not valid YAML (key 'epochs' appears twice")
+
+
+def test_a_dotted_key_and_its_section_in_one_file_set_it_twice(tmp_path: Path) -> None:
+    path = write(tmp_path, "dotted.yaml", "train.epochs: 3\ntrain: {epochs: 4}\n")
+    assert problems_of([path]) == [
+        f"{path}: train.epochs: conflicts with {path} train.epochs=3 (give each key once)"
+    ]
+
+
+def test_yaml_anchors_and_aliases_still_work(tmp_path: Path) -> None:
+    path = write(tmp_path, "alias.yaml", "schedule: {lr_max: &top 0.8}\nfinder: {end_lr: *top}\n")
+    assert load([path]).finder.end_lr == 0.8
 
 
 def test_file_problems(tmp_path: Path) -> None:

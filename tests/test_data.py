@@ -17,7 +17,7 @@ from cifar_supercon import data
 from cifar_supercon.config import DataConfig
 from cifar_supercon.data import CACHE_FOLDER, CIFAR_FOLDER, detect_source, load_dataset
 from cifar_supercon.data import stratified_subset as subset
-from cifar_supercon.errors import DataError
+from cifar_supercon.errors import ConfigError, DataError
 
 # Deliberately not in sorted order: the label must be the index of the sorted name.
 CLASS_NAMES = ("zebra", "ant", "moth")
@@ -290,8 +290,8 @@ def test_subset_works_on_shuffled_labels() -> None:
 
 
 @pytest.mark.parametrize("size", [0, 121])
-def test_subset_size_outside_the_split_is_a_data_error(size: int) -> None:
-    with pytest.raises(DataError, match=r"data\.test_subset.*1\.\.120"):
+def test_subset_size_outside_the_split_is_a_config_error(size: int) -> None:
+    with pytest.raises(ConfigError, match=r"data\.test_subset.*1\.\.120"):
         subset(class_sorted_labels([40, 40, 40]), size, seed=0, split="test")
 
 
@@ -307,10 +307,13 @@ def test_config_subsets_are_applied_by_load_dataset(tmp_path: Path) -> None:
     assert torch.equal(dataset.train.labels, full.train.labels[chosen])
 
 
-def test_config_subset_larger_than_the_split_is_a_data_error(tmp_path: Path) -> None:
+def test_config_subset_larger_than_the_split_is_a_config_error(tmp_path: Path) -> None:
     write_known_folder(tmp_path, train_per_class=2, test_per_class=1)
-    message = data_error(folder_config(tmp_path, train_subset=7))
-    assert "data.train_subset" in message and "1..6" in message
+    with pytest.raises(ConfigError) as caught:
+        load_dataset(folder_config(tmp_path, train_subset=7), seed=0)
+    assert caught.value.problems == [
+        "data.train_subset: 7 is outside 1..6 (the train split's size)"
+    ]
 
 
 # --------------------------------------------------------------------------------------------

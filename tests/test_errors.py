@@ -209,6 +209,13 @@ def deep_yaml(ws: Path, _: pytest.MonkeyPatch) -> None:
     (ws / "deep.yaml").write_text("[" * 20_000)
 
 
+def laughs_yaml(ws: Path, _: pytest.MonkeyPatch) -> None:
+    """A "billion laughs": 22 levels of two aliases each, 2**23 values once expanded."""
+    lines = ["a0: &a0 {x: 1, y: 1}"]
+    lines += [f"a{i}: &a{i} {{x: *a{i - 1}, y: *a{i - 1}}}" for i in range(1, 23)]
+    (ws / "laughs.yaml").write_text("\n".join([*lines, "train: *a22"]) + "\n")
+
+
 def pickled_payload(ws: Path, _: pytest.MonkeyPatch) -> None:
     torch.save({"format": 1, "model": Payload(ws / "pwned")}, ws / "evil.pt")
 
@@ -237,6 +244,9 @@ def truncated_checkpoint(ws: Path, _: pytest.MonkeyPatch) -> None:
     run = tiny_run(ws, ws / "tiny.yaml")
     data = (run / "checkpoints" / "last.pt").read_bytes()
     (ws / "truncated.pt").write_bytes(data[: len(data) // 2])
+
+
+CPUS = os.cpu_count() or 1
 
 
 def show(ws: Path, *args: str) -> list[str]:
@@ -847,6 +857,101 @@ CASES = {
         lambda ws, c: train(ws, c, "--lr-min", "1e12", "--lr-max", "1e13"),
         1,
         "lower schedule.lr_max (now 1e+13) or run `supercon find-lr`",
+    ),
+    "config: more CPU threads than the machine has": Case(
+        lambda ws, c: train(ws, c, "--set", f"train.cpu_threads={CPUS + 1}"),
+        2,
+        f"train.cpu_threads: {CPUS + 1} is more than this machine's {CPUS} logical CPUs; give at "
+        f"most {CPUS}, or null",
+    ),
+    "config: aliases that expand past any config's size": Case(
+        lambda ws, c: show(ws, "--config", str(ws / "laughs.yaml")),
+        2,
+        "laughs.yaml: more than 10,000 values once its aliases are expanded",
+        prepare=laughs_yaml,
+    ),
+    "config: a name too long for a run folder": Case(
+        lambda ws, c: train(ws, c, "--set", "name=" + "a" * 300),
+        2,
+        "--set: name: string should have at most 227 characters",
+    ),
+    "sweep: a --name too long for a folder": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--name", "a" * 300, "--out", str(ws / "sw")],
+        2,
+        "e.g. lr-sweep (at most 227 characters)",
+    ),
+    "config: an empty path": Case(
+        lambda ws, c: show(ws, "--set", 'data.root=""'),
+        2,
+        "--set: data.root: expected a path, not an empty string (. for this folder) (got '')",
+    ),
+    "usage: an empty path option": Case(
+        lambda ws, c: show(ws, "--out", ""),
+        2,
+        "Invalid value for '--out': an empty path; give a file or folder (. for this folder)",
+    ),
+    "config: a dotted key and its section in one file": Case(
+        lambda ws, c: show(ws, "--config", str(ws / "dotted.yaml")),
+        2,
+        "dotted.yaml: train.epochs: conflicts with ",
+        prepare=lambda ws, _: files(ws, **{"dotted.yaml": "train.epochs: 3\ntrain: {epochs: 4}\n"}),
+    ),
+    "data: a single class": Case(
+        lambda ws, c: train(ws, c, "--data-dir", str(ws / "one")),
+        1,
+        "one/train: one class folder only (apple); a classifier needs at least two",
+        prepare=lambda ws, _: write_image_folder(ws / "one", 2, 1, classes=("apple",)),
+    ),
+    "data: a path with a line break": Case(
+        lambda ws, c: train(ws, c, "--data-dir", str(ws / "no\nwhere")),
+        1,
+        "no\\nwhere does not exist",
+    ),
+    "config: a file name with a line break": Case(
+        lambda ws, c: show(ws, "--config", str(ws / "no\nfile.yaml")),
+        2,
+        "no\\nfile.yaml: config file not found",
+    ),
+    "config: an empty --lr-max": Case(
+        lambda ws, c: show(ws, "--lr-max", ""), 2, "--lr-max '': the value is empty"
+    ),
+    "config: a training subset larger than the training set": Case(
+        lambda ws, c: train(ws, c, "--set", "data.train_subset=1000"),
+        2,
+        "data.train_subset: 1000 is outside 1..72 (the train split's size)",
+    ),
+    "config: a weight decay listed twice": Case(
+        lambda ws, c: show(ws, "--set", "finder.weight_decays=[0, 1e-4, 0]"),
+        2,
+        "--set: finder.weight_decays: 0 is listed twice; list each weight decay once",
+    ),
+    "config: no weight decays to sweep": Case(
+        lambda ws, c: show(ws, "--set", "finder.weight_decays=[]"),
+        2,
+        "--set: finder.weight_decays: expected at least one weight decay, or null for optim.",
+    ),
+    "config: annihilation rounds to no step": Case(
+        lambda ws, c: [
+            "plot-schedule",
+            "--set",
+            "schedule.annihilation_epochs=0.001",
+            "--out",
+            str(ws / "s.png"),
+        ],
+        2,
+        "schedule.annihilation_epochs: 0.001 rounds to no step at 97 steps per epoch; give 0 for "
+        "no annihilation, or at least 0.0103 (one step)",
+    ),
+    "config: two keys that do not fit, from two sources": Case(
+        lambda ws, c: show(ws, "--set", "schedule.annihilation_epochs=5", "--epochs", "3"),
+        2,
+        "--epochs: schedule.annihilation_epochs: must be less than train.epochs (3), got 5 "
+        "(schedule.annihilation_epochs from --set)",
+    ),
+    "config: logit_scale above 10": Case(
+        lambda ws, c: show(ws, "--set", "model.logit_scale=1e300"),
+        2,
+        "--set: model.logit_scale: input should be less than or equal to 10",
     ),
 }
 

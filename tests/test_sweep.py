@@ -79,7 +79,12 @@ def test_grid_and_seed_parsing() -> None:
     with pytest.raises(
         ConfigError, match=r"^--grid 'schedule.lr_max=\[0.1': the value is not valid"
     ):
-        sweep_spec.parse_grid("schedule.lr_max=[0.1,0.2]")
+        sweep_spec.parse_grid("schedule.lr_max=[0.1,0.2")
+    # a list key's values: the commas inside brackets belong to one value
+    assert sweep_spec.parse_grid("schedule.milestones=[12, 18],[8]") == (
+        "schedule.milestones",
+        [[12, 18], [8]],
+    )
     assert sweep_spec.parse_seeds(f"{2**32 - 2}-{2**32 - 1}") == [2**32 - 2, 2**32 - 1]
     for bad in ("", "3-1", "-1", "a", "0-", "1,,2", "\u0661", "4294967296", "0-99999999999"):
         with pytest.raises(UsageError, match="expected seeds"):
@@ -103,6 +108,35 @@ def test_grid_values_are_compared_as_the_config_reads_them(tmp_path: Path) -> No
             log=print,
         )
     assert [p.name for p in tmp_path.iterdir()] == ["c.yaml"]  # refused before any folder
+
+
+def test_a_list_key_is_a_grid_key(image_folder: Path, tmp_path: Path) -> None:
+    """schedule.milestones=[1],[1.5]: each list is one cell, counted, shown and read again as
+    one (a list cannot be a dict key: the statistics failed, and every rerun the same way)."""
+    step = tmp_path / "step.yaml"
+    step.write_text("schedule: {policy: multistep, milestones: [1]}\n")
+    args = ["sweep", "-c", str(write_config(image_folder, tmp_path)), "-c", str(step)]
+    args += ["--grid", "schedule.milestones=[1],[1.5]", "--out", str(tmp_path / "sw")]
+    for _ in range(2):  # the second finds both runs done
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.stderr
+    (folder,) = (tmp_path / "sw").iterdir()
+    rows = read_csv(folder / sweep_results.RESULTS_FILE)
+    assert [(r["schedule.milestones"], r["status"]) for r in rows] == [
+        ("[1.0]", "finished"),
+        ("[1.5]", "finished"),
+    ]
+    assert "| [1.5] | 1 | " in (folder / sweep_results.SUMMARY_FILE).read_text()
+
+
+def test_a_grid_value_with_a_pipe_stays_in_its_cell_of_summary_md(tmp_path: Path) -> None:
+    spec = sweep_spec.Spec({}, {"schedule.anneal": ["a|b"]}, [0])
+    stats = sweep_results.cell_statistics(
+        [{"schedule.anneal": "a|b", "status": "failed"}], spec.keys, 0.9
+    )
+    sweep_results.write_summary(tmp_path, spec, stats, 0.9)
+    summary = (tmp_path / sweep_results.SUMMARY_FILE).read_text()
+    assert "| a\\|b | 0 (1 failed) | - |" in summary
 
 
 def test_cells_are_the_cartesian_product_in_the_order_given() -> None:

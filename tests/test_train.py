@@ -354,7 +354,8 @@ def test_finished_run_cannot_be_resumed(reference: dict) -> None:
 def test_resume_refuses_config_changes(reference: dict, tmp_path: Path) -> None:
     unfinished = new_run(config_lib.load([], {"out": str(tmp_path)}, base=reference["cfg"]))
     with pytest.raises(
-        UsageError, match=r"only data\.root, train\.device, train\.eval_batch_size may change"
+        UsageError,
+        match=r"only data\.root, train\.device, train\.eval_batch_size, train\.cpu_threads may",
     ):
         api.train(resume=unfinished, overrides={"train.epochs": 9})
 
