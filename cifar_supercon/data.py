@@ -25,7 +25,7 @@ from PIL import Image
 
 from . import processes, runs
 from .config import DataConfig
-from .errors import ConfigError, DataError, SuperconError, describe
+from .errors import ConfigError, DataError, SuperconError, describe, first_line
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 CIFAR_FOLDER = "cifar-10-batches-py"
@@ -386,6 +386,6 @@ def _cached(
     # A read-only data folder still trains, only slower to start. torch.save reports a file it
     # cannot open or write (read-only folder, full disk) as RuntimeError, not OSError.
     except (OSError, RuntimeError, SuperconError) as e:
-        reason = getattr(e, "strerror", None) or str(e).strip().split("\n")[0] or type(e).__name__
+        reason = getattr(e, "strerror", None) or first_line(e)
         log(f"not caching decoded images ({reason}: {path.parent})")
     return Dataset(train, test, classes, description)
