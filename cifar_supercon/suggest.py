@@ -6,8 +6,12 @@ the result: a symmetric kernel), so every feature stays at the lr where it happe
 which the range test needs to decide online when to stop, trails the curve by about 1 / (1 - beta)
 steps: at beta 0.95 on a 100-step sweep over five decades, one decade of lr.
 
-Methods (each gives lr_max; lr_min comes from the curve for `bounds` and `edge`, else
+Methods (each gives lr_max; lr_min comes from the curve for `floor`, `bounds` and `edge`, else
 lr_max / div_factor):
+- floor (Smith, arXiv 1506.01186 sec. 3.3: the bounds are where the accuracy starts to rise and
+  where it slows): lr_min where the loss starts to fall, lr_max where it stops falling fast, the
+  first lr at which the smoothed loss comes within `tolerance` of the drop of its minimum. A range
+  test's floor is flat, so where on it the minimum lies is decided by noise; its start is not.
 - bounds (Smith, arXiv 1506.01186 sec. 3.3 and 1803.09820 sec. 4.1): the range in which the
   network learns. lr_min where the loss starts to fall (the smoothed loss has dropped by
   `tolerance` of its total drop); lr_max where it stops falling (the smoothed minimum).
@@ -24,7 +28,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-METHODS = ("bounds", "edge", "steepest", "valley", "minimum")
+METHODS = ("floor", "bounds", "edge", "steepest", "valley", "minimum")
 MIN_POINTS = 3  # fewer finite points than this: no reading at all
 MIN_RANGE = 3.0  # a curve's lr_min must lie at least this factor below lr_max (Smith: 3 to 10)
 
@@ -43,6 +47,7 @@ class Reading:
 
     lowest: int  # the smoothed minimum
     descent_start: int | None  # where the loss has fallen by `tolerance` of the drop
+    floor_start: int  # the first point within `tolerance` of the drop above the minimum
     valley_end: int  # the last point before the loss rises `tolerance` of the drop again
     turned_up: bool  # False: the loss never rose again inside the sweep (raise finder.end_lr)
     drop: float  # start level - minimum of the smoothed loss
@@ -92,11 +97,13 @@ def read(
         return None
     band = tolerance * drop
     start = next(i for i in range(lowest + 1) if smoothed[i] <= smoothed[0] - band)
+    floor = next(i for i in range(lowest + 1) if smoothed[i] <= smoothed[lowest] + band)
     end = lowest
     while end + 1 < n and smoothed[end + 1] <= smoothed[lowest] + band:
         end += 1
     turned_up = end + 1 < len(smoothed)  # a point above the band, or the diverged end, follows
-    return Reading(lowest, start if start >= flat_steps else None, end, turned_up, drop)
+    descent_start = start if start >= flat_steps else None
+    return Reading(lowest, descent_start, floor, end, turned_up, drop)
 
 
 def suggest(
@@ -130,6 +137,7 @@ def from_reading(
         elif i - run_start > longest[1] - longest[0]:
             longest = (run_start, i)
     lr_max = {
+        "floor": lrs[reading.floor_start],
         "bounds": lrs[lowest],
         "edge": lrs[reading.valley_end],
         "steepest": lrs[min(slopes, key=slopes.__getitem__)] if slopes else None,
@@ -144,7 +152,7 @@ def from_reading(
             continue
         top = round_lr(top)
         bottom, source = round_lr(top / div_factor), by_divisor
-        if method in ("bounds", "edge") and reading.descent_start is not None:
+        if method in ("floor", "bounds", "edge") and reading.descent_start is not None:
             start = round_lr(lrs[reading.descent_start])
             if start * MIN_RANGE <= top:
                 bottom, source = start, "curve"

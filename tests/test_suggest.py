@@ -75,6 +75,43 @@ def test_bounds_and_edge_on_a_known_curve() -> None:
     assert wide is not None and wide.lr_min > edge.lr_min and wide.lr_max > edge.lr_max
 
 
+def test_floor_is_where_the_fall_reaches_the_floor() -> None:
+    # 10% of the 1.3 drop above the minimum is 1.13, reached at x = -3 + 2 * 1.17 / 1.3 = -1.2;
+    # lr_min is where the fall starts, as for bounds.
+    floor = suggest.suggest(LRS, CURVE, tolerance=0.1, div_factor=10, flat_steps=5)["floor"]
+    assert floor is not None and floor.lr_min_from == "curve"
+    assert floor.lr_max == pytest.approx(10**-1.2, rel=5e-3)
+    assert floor.lr_min == pytest.approx(10**-2.8, rel=5e-3)
+    assert suggest.read(CURVE, 0.1, 5).floor_start == 56  # type: ignore[union-attr]
+
+
+def test_floor_ignores_where_on_a_flat_floor_the_noise_puts_the_minimum() -> None:
+    # A floor from 1e-1 to 1e0 with a dip of 0.02 at either end: the minimum jumps a decade; the
+    # floor's start stays put (the dip deepens the drop by 0.02, moving it by one point at most).
+    floors = []
+    for dip_at in (60, 79):
+        dipped = [v - (0.02 if i == dip_at else 0.0) for i, v in enumerate(CURVE)]
+        found = suggest.suggest(LRS, dipped, 0.1, 10, flat_steps=5)
+        assert found["bounds"] is not None and found["bounds"].lr_max == pytest.approx(
+            LRS[dip_at], rel=5e-3
+        )
+        assert found["floor"] is not None
+        floors.append(found["floor"].lr_max)
+    assert floors[0] == floors[1] and 10**-1.2 <= floors[0] <= 10**-1.1
+
+
+def test_floor_under_noise_stays_on_the_fall_below_bounds() -> None:
+    for seed in range(5):
+        rng = random.Random(seed)
+        noisy = [v + rng.gauss(0, 0.05) for v in CURVE]
+        smoothed = suggest.zero_lag(noisy, 0.9, ceiling=noisy[0])  # as the range test does
+        found = suggest.suggest(LRS, smoothed, 0.1, 10, flat_steps=10)
+        floor, bounds = found["floor"], found["bounds"]
+        assert floor is not None and bounds is not None and floor.lr_min_from == "curve"
+        assert 10**-1.2 / 1.5 < floor.lr_max < 10**-1.2 * 1.5
+        assert floor.lr_max < bounds.lr_max
+
+
 def test_the_other_methods_on_the_known_curve() -> None:
     found = suggest.suggest(LRS, CURVE, tolerance=0.1, div_factor=10, flat_steps=5)
     # The flat bottom's first point (1e-1) is the lowest; its tenth is `minimum`.
@@ -121,6 +158,8 @@ def test_a_curve_that_never_turns_up_suggests_its_last_lr() -> None:
     for method in ("bounds", "edge"):
         choice = suggest.suggest(LRS[:60], falling, 0.1, 10, 5)[method]
         assert choice is not None and choice.lr_max == pytest.approx(LRS[59], rel=5e-3)
+    # Its floor is where it first came within 10% of the drop of its last point.
+    assert reading.floor_start == 56
 
 
 def test_a_curve_that_diverges_at_once_gives_nothing() -> None:
@@ -142,9 +181,12 @@ def test_a_start_too_close_to_the_top_takes_the_divisor() -> None:
     # A fall and a rise within a factor of 3 in lr is no range to cycle over.
     narrow = [2.0, 2.0, 2.0, 2.0, 2.0, 1.0, 1.0, 5.0, 9.0]
     lrs = [1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8]
-    edge = suggest.suggest(lrs, narrow, 0.1, 10, flat_steps=3)["edge"]
+    found = suggest.suggest(lrs, narrow, 0.1, 10, flat_steps=3)
+    edge, floor = found["edge"], found["floor"]
     assert edge is not None and edge.lr_min_from == "lr_max / 10"
     assert edge.lr_max == 1.6 and edge.lr_min == 0.16
+    assert floor is not None and floor.lr_min_from == "lr_max / 10"
+    assert floor.lr_max == 1.5 and floor.lr_min == 0.15
 
 
 def test_weight_decay_by_lowest_loss_then_largest_lr() -> None:
