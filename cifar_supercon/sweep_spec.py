@@ -92,6 +92,7 @@ def check_grid_key(key: str, source: str) -> None:
         )
 
 
+MAX_RUN_NAME = 255 - len(".log")  # bytes: a run's folder name, and its logs/<run>.log
 MAX_SEEDS = 100_000  # a course's hundreds of seeds fit many times over; a typo does not
 
 
@@ -156,6 +157,13 @@ def _check_run_folders(spec: Spec) -> None:
     cells: dict[str, Sequence[tuple[str, Any]]] = {}
     for cell in spec.cells():
         folder = run_name(cell, seed)
+        longest = len(run_name(cell, max(spec.seeds, default=0)).encode())
+        if longest > MAX_RUN_NAME:
+            raise UsageError(
+                f"grid cell {cell_label(cell)!r} would name its run folders with {longest} "
+                f"characters, more than file names allow ({MAX_RUN_NAME}); give shorter "
+                "values or fewer grid keys"
+            )
         if folder in cells:
             raise UsageError(
                 f"grid cells {cell_label(cells[folder])!r} and {cell_label(cell)!r} would share "

@@ -636,6 +636,12 @@ CASES = {
         "grid cells 'anneal=a/b' and 'anneal=a_b' would share the run folder anneal=a_b-seed0; "
         "give values that differ in letters or digits",
     ),
+    "sweep: a cell whose run folder name is too long": Case(
+        lambda ws, c: ["sweep", "-c", str(c), "-g", f"schedule.anneal=cos,{'x' * 260}"],
+        2,
+        f"grid cell 'anneal={'x' * 260}' would name its run folders with 273 characters, more "
+        "than file names allow (251); give shorter values or fewer grid keys",
+    ),
     "sweep: bad seeds": Case(
         lambda ws, c: ["sweep", "--config", str(c), "--seeds", "3-1"],
         2,
