@@ -69,7 +69,7 @@ def train(
         cfg = runs.read_config(run, overrides)
         with runs.locked(run):
             runs.check_resumable(run)
-            for folder in (run, run / runs.CHECKPOINTS, run / "plots"):
+            for folder in (run, run / runs.CHECKPOINTS, run / runs.PLOTS):
                 runs.remove_stale_temporaries(folder)  # of a writer killed mid-write
             checkpoint = runs.resume_checkpoint(run, cfg)
             setup = engine.build(cfg, log)
@@ -198,7 +198,7 @@ def evaluate(
     per_class = [row[i] / max(1, sum(row)) for i, row in enumerate(matrix)]
     if plot is None:
         in_run = path.parent.name == runs.CHECKPOINTS
-        folder = path.parent.parent / "plots" if in_run else path.parent
+        folder = path.parent.parent / runs.PLOTS if in_run else path.parent
         plot = folder / f"confusion_{path.stem}.png"
     plots.save(plots.confusion_figure(matrix, classes), Path(plot))
     return Evaluation(result.accuracy, result.loss, classes, per_class, matrix, Path(plot))

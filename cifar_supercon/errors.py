@@ -58,6 +58,14 @@ class RunFileError(SuperconError):
     """A file of a run or sweep folder (metrics.csv, summary.json) is damaged or foreign."""
 
 
+class RunConfigError(ConfigError):
+    """A run's own config.yaml no longer loads. The tool wrote it, so it was damaged or edited
+    since: a runtime failure (exit 1), like any other damaged run file, though it reads as config
+    problems, one line each."""
+
+    exit_code = 1
+
+
 class TrainingDiverged(SuperconError):
     """The training loss stopped being finite."""
 

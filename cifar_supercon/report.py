@@ -23,7 +23,6 @@ from .config import Config
 from .model import IMAGE_SIZE, NUM_CLASSES, ResNet9
 from .text import table_row
 
-PLOTS = "plots"
 TRIANGLE_CYCLES = 3  # cycles drawn for the CLR triangle
 
 
@@ -91,7 +90,7 @@ def write(
         assert isinstance(triangle, schedule_lib.Cyclic)
         total = TRIANGLE_CYCLES * 2 * triangle.step_size
         figure = plots.schedule_figure(triangle, total, steps_per_epoch)
-        plots.save(figure, run / PLOTS / "clr_triangle.png")
+        plots.save(figure, run / runs.PLOTS / "clr_triangle.png")
     sections = [
         f"# Super-convergence on CIFAR-10: run `{run.name}`",
         _headline(cfg, summary),
@@ -108,8 +107,8 @@ def write(
         + shlex.join(["supercon", "train", "--config", str(run / "config.yaml")])
         + "\n```",
     ]
-    runs.write_text(run / "report.md", "\n\n".join(sections) + "\n")
-    return run / "report.md"
+    runs.write_text(run / runs.REPORT_FILE, "\n\n".join(sections) + "\n")
+    return run / runs.REPORT_FILE
 
 
 def _headline(cfg: Config, summary: Mapping[str, Any]) -> str:
@@ -186,9 +185,10 @@ def _schedule_section(cfg: Config, triangle: bool) -> str:
         + (
             "| this run's schedule | CLR triangle (`triangular`, same bounds, "
             f"step size {s.step_size_epochs:g} epochs) |\n|---|---|\n"
-            f"| ![schedule]({PLOTS}/schedule.png) | ![CLR triangle]({PLOTS}/clr_triangle.png) |"
+            f"| ![schedule]({runs.PLOTS}/schedule.png) "
+            f"| ![CLR triangle]({runs.PLOTS}/clr_triangle.png) |"
             if triangle
-            else f"![schedule]({PLOTS}/schedule.png)"
+            else f"![schedule]({runs.PLOTS}/schedule.png)"
         )
     )
 
@@ -196,13 +196,14 @@ def _schedule_section(cfg: Config, triangle: bool) -> str:
 def _lr_range_section(run: Path, cfg: Config) -> str:
     s = cfg.schedule
     header = "## LR range test (LRMIN / LRMAX)\n"
-    if (run / "lr_finder" / "lr_finder.png").is_file():
+    if (run / runs.FINDER / "lr_finder.png").is_file():
         return header + (
             f"This run found its bounds itself (`--lr-max auto`): lr_max = {s.lr_max:g}, "
             f"lr_min = {s.lr_min:g} by the `{cfg.finder.suggest}` rule, from "
             f"{cfg.finder.num_iters} steps from {cfg.finder.start_lr:g} to {cfg.finder.end_lr:g} "
-            "under the training conditions ([curve](lr_finder/lr_finder.csv), "
-            "[suggestion](lr_finder/suggested.yaml)).\n\n![LR range test](lr_finder/lr_finder.png)"
+            f"under the training conditions ([curve]({runs.FINDER}/lr_finder.csv), "
+            f"[suggestion]({runs.FINDER}/suggested.yaml)).\n\n"
+            f"![LR range test]({runs.FINDER}/lr_finder.png)"
         )
     return header + (
         f"lr_max = {s.lr_max:g} and lr_min = {s.lr_min:g} were given in the configuration. "
@@ -242,7 +243,7 @@ def _epochs_section(rows: Sequence[Mapping[str, Any]]) -> str:
         for r in rows
     ]
     return (
-        f"## Training, epoch by epoch\n![training]({PLOTS}/training.png)\n\n"
+        f"## Training, epoch by epoch\n![training]({runs.PLOTS}/training.png)\n\n"
         "| epoch | lr (end) | train loss | train acc | test loss | test acc | seconds |\n"
         "|---|---|---|---|---|---|---|\n" + "\n".join(lines)
     )
@@ -257,5 +258,5 @@ def _classes_section(classes: Sequence[str], matrix: Sequence[Sequence[int]]) ->
         "## Accuracy per class (final model)\n"
         "| class | accuracy | test images |\n|---|---|---|\n"
         + "\n".join(lines)
-        + f"\n\n![confusion matrix]({PLOTS}/confusion_matrix.png)"
+        + f"\n\n![confusion matrix]({runs.PLOTS}/confusion_matrix.png)"
     )

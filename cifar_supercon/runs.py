@@ -27,7 +27,9 @@ from . import config as config_lib
 from .config import Config
 from .errors import (
     CheckpointError,
+    ConfigError,
     DataError,
+    RunConfigError,
     RunFileError,
     SuperconError,
     UsageError,
@@ -46,6 +48,10 @@ CHECKPOINTS = "checkpoints"
 LAST = "last.pt"
 BEST = "best.pt"
 LOCK_FILE = ".lock"
+PLOTS = "plots"
+FINDER = "lr_finder"  # a `--lr-max auto` run's range test
+REPORT_FILE = "report.md"
+RUN_PLOTS = ("schedule.png", "training.png", "confusion_matrix.png", "clr_triangle.png")
 TEMPORARY = ".tmp"  # `.<name>.tmp<pid>`: a file being written by process <pid>
 CHECKPOINT_FORMAT = 1
 METRIC_COLUMNS = (
@@ -257,6 +263,11 @@ def read_config(run: Path, overrides: Sequence[config_lib.Override] = ()) -> Con
             f"{path}: empty; this tool writes every key of the run's config there: restore it "
             "(from a backup), or start a new run"
         )
+    try:
+        config_lib.load([path])  # the file alone: its problems are the run's, not the command's
+    except ConfigError as e:
+        damaged = f"{path}: the run's config no longer loads; restore it, or start a new run"
+        raise RunConfigError([*e.problems, damaged]) from None
     return config_lib.load([path], overrides)
 
 
@@ -353,8 +364,13 @@ def check_training_run(run: Path) -> None:
 
 def check_resumable(run: Path) -> None:
     """A training run that has not finished and whose history can be continued (checked while
-    it is locked: a run that finished a moment ago is not resumed)."""
-    for name in (METRICS_FILE, SUMMARY_FILE, f"{CHECKPOINTS}/{LAST}"):
+    it is locked: a run that finished a moment ago is not resumed). Every file and folder that
+    resuming writes must still be one: found after the last epoch, it would cost the training."""
+    for name in (CHECKPOINTS, PLOTS):
+        if (run / name).exists() and not (run / name).is_dir():
+            raise RunFileError(f"{run / name}: not a folder; the run's {name}/ belongs here")
+    files = (METRICS_FILE, SUMMARY_FILE, REPORT_FILE, *(f"{CHECKPOINTS}/{c}" for c in (LAST, BEST)))
+    for name in (*files, *(f"{PLOTS}/{plot}" for plot in RUN_PLOTS)):
         if (run / name).exists() and not (run / name).is_file():
             raise RunFileError(f"{run / name}: not a file; the run's {name} belongs here")
     if (run / SUMMARY_FILE).is_file():

@@ -208,7 +208,7 @@ def _resolve_auto_lr(setup: Setup, run: Path, log: Log, progress: bool) -> Confi
     verb = "is" if len(auto) == 1 else "are"
     log(f"{' and '.join(auto)} {verb} 'auto': running the LR range test first")
     report = lr_finder.find_in_setup(setup, progress, log)
-    lr_finder.write_outputs(report, setup.cfg, run / "lr_finder", tested=run / runs.CONFIG_FILE)
+    lr_finder.write_outputs(report, setup.cfg, run / runs.FINDER, tested=run / runs.CONFIG_FILE)
     lr_max = report.lr_max if s.lr_max == config_lib.AUTO else s.lr_max
     lr_min = report.lr_min if s.lr_min == config_lib.AUTO else s.lr_min
     if lr_min >= lr_max and s.lr_max != config_lib.AUTO:
@@ -487,7 +487,7 @@ def _write_outputs(
     run: Path,
     summary: dict[str, Any],
 ) -> None:
-    cfg, folder = setup.cfg, run / "plots"
+    cfg, folder = setup.cfg, run / runs.PLOTS
     total = cfg.train.epochs * setup.steps_per_epoch
     plots.save(
         plots.schedule_figure(schedule, total, setup.steps_per_epoch), folder / "schedule.png"

@@ -186,6 +186,27 @@ def run_with_folder_for(name: str) -> Callable[[Path, pytest.MonkeyPatch], None]
     return prepare
 
 
+def run_with_file_for(name: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    """An unfinished run whose folder `name` was replaced by a file."""
+
+    def prepare(ws: Path, _: pytest.MonkeyPatch) -> None:
+        run = unfinished_run(ws, "stopped")
+        shutil.rmtree(run / name)
+        (run / name).write_text("x\n")
+
+    return prepare
+
+
+def run_with_config(text: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    """An unfinished run whose config.yaml was edited to `text` (appended)."""
+
+    def prepare(ws: Path, _: pytest.MonkeyPatch) -> None:
+        with open(unfinished_run(ws, "edited") / "config.yaml", "a") as f:
+            f.write(text)
+
+    return prepare
+
+
 def sweep_named_x(ws: Path, _: pytest.MonkeyPatch) -> None:
     (ws / "sw" / "x").mkdir(parents=True)
     (ws / "sw" / "x" / "sweep.yaml").write_text("config: {}\ngrid: {}\nseeds: [5]\n")
@@ -508,6 +529,32 @@ CASES = {
         1,
         "stopped/metrics.csv: not a file; the run's metrics.csv belongs here",
         prepare=run_with_folder_for("metrics.csv"),
+    ),
+    "runs: the report replaced by a folder": Case(
+        lambda ws, c: ["train", "--resume", str(ws / "stopped")],
+        1,
+        "stopped/report.md: not a file; the run's report.md belongs here",
+        prepare=run_with_folder_for("report.md"),
+    ),
+    "runs: the plots folder replaced by a file": Case(
+        lambda ws, c: ["train", "--resume", str(ws / "stopped")],
+        1,
+        "stopped/plots: not a folder; the run's plots/ belongs here",
+        prepare=run_with_file_for("plots"),
+    ),
+    "runs: config.yaml made invalid YAML before --resume": Case(
+        lambda ws, c: ["train", "--resume", str(ws / "edited")],
+        1,
+        "edited/config.yaml: the run's config no longer loads; restore it, or start a new run",
+        prepare=run_with_config("train: [\n"),
+        lines=2,
+    ),
+    "runs: config.yaml given an unknown key before --resume": Case(
+        lambda ws, c: ["train", "--resume", str(ws / "edited")],
+        1,
+        "edited/config.yaml: the run's config no longer loads; restore it, or start a new run",
+        prepare=run_with_config("colour: blue\n"),
+        lines=2,
     ),
     "runs: the lock file replaced by a folder": Case(
         lambda ws, c: ["train", "--resume", str(ws / "stopped")],
