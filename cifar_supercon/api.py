@@ -9,9 +9,9 @@ overrides (a mapping of dotted keys, or `Override`s), and reports through `log`.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,13 +124,13 @@ def find_lr(
     runs.write_config(run, cfg)
     try:
         report = lr_finder.find_in_setup(setup, progress, log)
+        files = lr_finder.write_outputs(report, cfg, run, tested=run / runs.CONFIG_FILE)
     except BaseException:
-        # A range test is not resumable: a folder holding only its config would be litter.
-        (run / runs.CONFIG_FILE).unlink(missing_ok=True)
-        with contextlib.suppress(OSError):  # only when nothing else is in it
-            run.rmdir()
+        # A range test is not resumable, and one stopped while its results were being written
+        # is incomplete: a folder holding its config and part of its results would be litter.
+        # The folder is this call's own (runs.create made it, exclusively).
+        shutil.rmtree(run, ignore_errors=True)
         raise
-    files = lr_finder.write_outputs(report, cfg, run, tested=run / runs.CONFIG_FILE)
     return FindLrResult(report, run, files)
 
 

@@ -216,6 +216,27 @@ def test_find_lr_command_writes_a_usable_suggestion(image_folder: Path, tmp_path
     assert shlex.split(reproduce) == ["supercon", "train", "--config", f"{trained_run}/config.yaml"]
 
 
+def test_a_range_test_stopped_while_writing_its_results_leaves_no_folder(
+    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C after lr_finder.csv is written, while the plot is drawn: one line, exit 130, and
+    no folder holding a config and half the results (a range test cannot be resumed)."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(config_lib.to_yaml(tiny_config(image_folder, tmp_path / "runs")))
+    written: list[Path] = []
+
+    def interrupted_save(figure: object, path: Path) -> Path:
+        written.extend(path.parent.iterdir())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lr_finder.plots, "save", interrupted_save)
+    result = CliRunner().invoke(app, ["find-lr", "--config", str(config), "--no-progress"])
+    assert result.exit_code == 130, result.output
+    assert result.stderr.strip() == "stopped: interrupted (Ctrl-C or SIGTERM)"
+    assert sorted(p.name for p in written) == ["config.yaml", "lr_finder.csv"]  # it got there
+    assert not list((tmp_path / "runs").iterdir())
+
+
 def test_the_table_lists_every_method(image_folder: Path, tmp_path: Path) -> None:
     config = tmp_path / "tiny.yaml"
     config.write_text(config_lib.to_yaml(tiny_config(image_folder, tmp_path / "runs")))
