@@ -81,9 +81,18 @@ def parse_devices(text: str) -> list[str]:
     return devices
 
 
-def _child(work: Work, task: Any, device: str, results: Any) -> None:
+def _child(
+    work: Work, task: Any, device: str, results: Any, stop: Any, interruptible: bool
+) -> None:
+    """A run's process. It starts deaf to SIGINT (spawn's start-up would print a traceback);
+    from here on it hears it, unless the sweep's caller ignores it too. A stop that came
+    while it started is in `stop`, set before the signal was sent."""
+    if interruptible:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     processes.die_with_parent()  # the run saves its checkpoint and stops
     try:
+        if stop.is_set():
+            raise KeyboardInterrupt
         results.send(work(task, "cpu" if device == "cpu" else "cuda"))
     except (Interrupted, KeyboardInterrupt):
         sys.exit(Interrupted.exit_code)  # the sweep's own process says so, in one line
@@ -113,6 +122,8 @@ class Devices:
         free = list(self.devices)
         running: dict[Any, _Running] = {}  # by the process's sentinel
         stopped = 0  # runs whose process was stopped by a signal of its own
+        stop = context.Event()
+        interruptible = signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
         try:
             with processes.sigterm_as_interrupt():
                 while queue or running:
@@ -121,10 +132,12 @@ class Devices:
                         task = queue.pop(0)
                         receive, send = context.Pipe(duplex=False)
                         process = context.Process(
-                            target=_child, args=(work, task, device, send), daemon=True
+                            target=_child,
+                            args=(work, task, device, send, stop, interruptible),
+                            daemon=True,
                         )
-                        with _child_environment(device, cpu_share):
-                            process.start()
+                        with _child_environment(device, cpu_share), processes.sigint_ignored():
+                            process.start()  # the child inherits SIGINT ignored
                         send.close()
                         running[process.sentinel] = _Running(task, process, device, receive)
                     for sentinel in wait(list(running)):
@@ -139,6 +152,7 @@ class Devices:
                         else:
                             done(lost(ended.task, ended.how_it_ended()))
         except KeyboardInterrupt:
+            stop.set()  # before the signal: a process still starting cannot hear it yet
             for ended in running.values():
                 if ended.process.is_alive():
                     os.kill(ended.process.pid, signal.SIGINT)  # the run checkpoints, then stops

@@ -28,6 +28,20 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored inside the block (a process started here inherits that), then restored.
+    Outside the main thread signals cannot be set, and nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
     """Linux: the kernel sends this process `sig` when its parent dies, so that a killed
     command never leaves workers behind. Elsewhere nothing happens."""

@@ -10,6 +10,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -267,6 +268,24 @@ def test_sigterm_stops_a_sweep_with_one_line(
     assert err.count("\n") == 1 and "run the same command again to continue" in err
     (results,) = tmp_path.glob("sw/*/results.csv")
     assert [r["status"] for r in read_csv(results)] == ["interrupted", "pending"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_sweep_stopped_while_its_run_process_starts_says_so_once(
+    image_folder: Path, tmp_path: Path, signum: int
+) -> None:
+    """The signal reaches the run's process while it is still importing (spawn starts a fresh
+    interpreter): it stops without a traceback, and the sweep says so in one line."""
+    config = write_config(image_folder, tmp_path, epochs=30)
+    process = sweep_cli("--config", str(config), "--out", "sw", "--devices", "cpu", cwd=tmp_path)
+    wait_for(lambda: any(tmp_path.glob("sw/*/sweep.yaml")))
+    time.sleep(0.5)  # the run's process has started; importing torch takes seconds
+    assert not any(tmp_path.glob("sw/*/logs/*.log"))  # its run has not begun
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.count("\n") == 1 and "run the same command again to continue" in err
 
 
 def local_reference(config: Path, tmp_path: Path) -> list[dict[str, str]]:
