@@ -92,6 +92,27 @@ def check_outside_runs(folder: Path) -> None:
             )
 
 
+def check_output_outside_runs(path: Path, option: str) -> None:
+    """A file named by an output option (a plot, a CSV) never lands inside a training run: the
+    run's folder holds only what the run wrote, and a plot or metrics.csv replaced there would
+    misreport the run. Links are followed: a link into a run writes into the run."""
+    for place in resolved(path).parents:
+        if started(place):
+            raise UsageError(
+                f"{option} {path}: inside the run {place}, which holds only what the run wrote; "
+                "write it elsewhere"
+            )
+
+
+def resolved(path: Path) -> Path:
+    """`path` absolute with its links followed, as a write to it would follow them; a link loop
+    stays as it is (the write fails there, naming it)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: Python < 3.13's word for a link loop
+        return path.absolute()
+
+
 def create_exactly(run: Path) -> Path:
     """`run` itself as a new run directory (a sweep names its runs); refused if it exists."""
     check_outside_runs(run.parent)

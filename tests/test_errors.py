@@ -503,6 +503,12 @@ CASES = {
         "finished/plots: inside the run directory",
         prepare=finished_run,
     ),
+    "usage: an output file inside a run": Case(
+        lambda ws, c: ["plot-schedule", "--csv", "finished/metrics.csv"],
+        2,
+        "--csv finished/metrics.csv: inside the run ",
+        prepare=finished_run,
+    ),
     "runs: a run file replaced by a folder": Case(
         lambda ws, c: ["train", "--resume", str(ws / "stopped")],
         1,
@@ -1246,6 +1252,34 @@ def test_writes_to_special_files_and_links_keep_them(workspace: Path) -> None:
     assert (workspace / "sink").is_symlink() and Path("/dev/null").is_char_device()
     assert (workspace / "link.csv").is_symlink()
     assert (workspace / "real.csv").read_text().startswith("step,epoch,lr,momentum")
+
+
+def test_output_options_never_write_into_a_run(workspace: Path) -> None:
+    """plot-schedule --out/--csv, compare --png and evaluate --plot refuse a path inside a run
+    (also through a link) before any work, and leave the run as it was; evaluate's default
+    plot, the run's own plots/confusion_<checkpoint>.png, is still written."""
+    finished_run(workspace, None)
+    run = workspace / "finished"
+    (workspace / "link").symlink_to(run / "plots")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    best = str(run / "checkpoints" / "best.pt")
+    for option, argv in [
+        ("--out", ["plot-schedule", "--out", str(run / "plots" / "schedule.png")]),
+        ("--csv", ["plot-schedule", "--csv", str(run / "metrics.csv")]),
+        ("--png", ["compare", str(run), "--png", str(workspace / "link" / "training.png")]),
+        ("--plot", ["evaluate", best, "--plot", str(run / "plots" / "new.png")]),
+    ]:
+        result = CliRunner().invoke(app, argv)
+        assert result.exit_code == 2, result.stderr
+        where = argv[argv.index(option) + 1]
+        assert result.stderr == (
+            f"error: {option} {where}: inside the run {run.resolve()}, which holds only what "
+            "the run wrote; write it elsewhere\n"
+        )
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    result = CliRunner().invoke(app, ["evaluate", best])
+    assert result.exit_code == 0, result.stderr
+    assert (run / "plots" / "confusion_best.png").is_file()
 
 
 def test_a_killed_writers_temporary_file_goes_at_the_next_start(workspace: Path) -> None:
