@@ -478,7 +478,8 @@ def plot_schedule(
         _output_file(out, "--out")
         if csv is not None:
             _output_file(csv, "--csv", image=False)
-        if csv is not None and csv.absolute() == out.absolute():
+        # compared as written: a link is followed to the file it names (writes replace that)
+        if csv is not None and runs.resolved(csv) == runs.resolved(out):
             raise UsageError(f"--csv {csv}: the same file as --out; give each its own name")
         overrides = _overrides(set_, epochs, peak_epoch, lr_max, lr_min, batch_size)
         if policy is not None:

@@ -737,6 +737,12 @@ CASES = {
         2,
         "--csv s.png: the same file as --out; give each its own name",
     ),
+    "usage: --csv a link to the file of --out": Case(
+        lambda ws, c: ["plot-schedule", "--out", "s.png", "--csv", "link.png"],
+        2,
+        "--csv link.png: the same file as --out; give each its own name",
+        prepare=lambda ws, _: (ws / "link.png").symlink_to("s.png"),
+    ),
     "usage: an option without its value": Case(
         lambda ws, c: ["train", "--epochs"],
         2,
