@@ -663,6 +663,22 @@ CASES = {
         2,
         "--seeds '0-200000': more than 100,000 seeds",
     ),
+    "sweep: too many runs": Case(
+        lambda ws, c: [
+            "sweep",
+            "--config",
+            str(c),
+            "--out",
+            str(ws / "sw"),
+            "--grid",
+            "finder.num_iters=" + ",".join(map(str, range(1, 12))),
+            "--seeds",
+            "0-9999",
+        ],
+        2,
+        "11 grid cell(s) x 10,000 seed(s) = 110,000 runs, more than a sweep may hold (100,000); "
+        "give fewer grid values or seeds",
+    ),
     "sweep: --ray-address without the Ray executor": Case(
         lambda ws, c: ["sweep", "--config", str(c), "--ray-address", "x:1"],
         2,
