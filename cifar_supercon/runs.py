@@ -269,11 +269,7 @@ def started(run: Path) -> bool:
 def read_config(run: Path, overrides: Sequence[config_lib.Override] = ()) -> Config:
     """The run's config.yaml; refused when emptied, which would otherwise read as the defaults."""
     path = run / CONFIG_FILE
-    try:
-        empty = not path.read_text(encoding="utf-8", errors="replace").strip()
-    except OSError as e:
-        raise RunFileError(f"{path}: cannot be read ({describe(e)})") from None
-    if empty:
+    if not config_lib.read_text(path).strip():
         raise RunFileError(
             f"{path}: empty; this tool writes every key of the run's config there: restore it "
             "(from a backup), or start a new run"

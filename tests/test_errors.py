@@ -264,6 +264,18 @@ CASES = {
         2,
         "nope.yaml: config file not found",
     ),
+    "config: a file without end": Case(
+        lambda ws, c: show(ws, "--config", "/dev/zero"),
+        2,
+        "/dev/zero: cannot read the config file (more than 1,048,576 bytes; a config is a few kB "
+        "of YAML)",
+    ),
+    "config: a file that is a link loop": Case(
+        lambda ws, c: show(ws, "--config", "loop.yaml"),
+        2,
+        "loop.yaml: cannot read the config file (Too many levels of symbolic links)",
+        prepare=lambda ws, _: (ws / "loop.yaml").symlink_to("loop.yaml"),
+    ),
     "config: not YAML": Case(
         lambda ws, c: show(ws, "--config", str(ws / "broken.yaml")),
         2,
