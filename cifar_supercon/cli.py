@@ -166,6 +166,15 @@ def _reported(debug: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         _stopped(STOPPED_BY_SIGNAL)
         raise typer.Exit(130) from None
+    except OSError as e:
+        if debug:
+            raise
+        if e.filename is None or not e.strerror:
+            _error(f"{describe(e)} (run again with --debug for the traceback)")
+        else:  # the system refused a file: naming it and the reason says it all
+            names = [e.filename, e.filename2] if e.filename2 is not None else [e.filename]
+            _error(f"{' -> '.join(map(str, names))}: {e.strerror}")
+        raise typer.Exit(1) from None
     except Exception as e:
         if debug:
             raise
@@ -267,7 +276,9 @@ def _overrides(
 
 def _output_file(path: Path, option: str, image: bool = True) -> None:
     """A file an option names for writing (a figure, a CSV), checked before any work: an image
-    suffix, and a place outside every training run (whose files it would replace)."""
+    suffix, a name the system accepts, and a place outside every training run (whose files it
+    would replace)."""
+    runs.check_name_lengths(path, option)
     if image:
         plots.image_format(path, option)
     runs.check_output_outside_runs(path, option)

@@ -104,6 +104,36 @@ def check_output_outside_runs(path: Path, option: str) -> None:
             )
 
 
+def check_name_lengths(path: Path, option: str) -> None:
+    """A path the system would refuse for its length (ENAMETOOLONG), refused before any work
+    and in words: otherwise the first stat or mkdir fails deep inside a command, after its work
+    is done. The limits are those of the nearest folder that exists (255 bytes a name, 4096 a
+    path, where the system does not say)."""
+    absolute = path.absolute()
+    folder = next((a for a in absolute.parents if os.path.isdir(a)), Path("/"))
+    name_max = _limit(folder, "PC_NAME_MAX", 255)
+    for part in path.parts:
+        if len(os.fsencode(part)) > name_max:
+            raise UsageError(
+                f"{option} {path}: a name in it has {len(os.fsencode(part))} bytes, more than "
+                f"file names allow ({name_max}); give a shorter one"
+            )
+    path_max = _limit(folder, "PC_PATH_MAX", 4096)
+    if len(os.fsencode(absolute)) >= path_max:  # the limit counts the closing NUL
+        raise UsageError(
+            f"{option} {path}: {len(os.fsencode(absolute))} bytes as an absolute path, more "
+            f"than paths allow ({path_max - 1}); give a shorter one"
+        )
+
+
+def _limit(folder: Path, name: str, default: int) -> int:
+    try:
+        value = os.pathconf(folder, name)
+    except (OSError, ValueError):  # a system without pathconf, or without this name
+        return default
+    return value if value > 0 else default  # -1: no definite limit
+
+
 def resolved(path: Path) -> Path:
     """`path` absolute with its links followed, as a write to it would follow them; a link loop
     stays as it is (the write fails there, naming it)."""

@@ -206,6 +206,7 @@ def sweep(
             f"--name {name!r}: expected one folder name of letters, digits, '.', '_' and '-', "
             f"starting with a letter or digit, e.g. lr-sweep (at most {longest} characters)"
         )
+    runs.check_name_lengths(Path(out), "--out")
     grid = dict(grid or {})
     fixed = {o.key for o in config_lib.as_overrides(overrides)}
     for key, values in grid.items():

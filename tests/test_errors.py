@@ -771,6 +771,17 @@ CASES = {
         "--csv link.png: the same file as --out; give each its own name",
         prepare=lambda ws, _: (ws / "link.png").symlink_to("s.png"),
     ),
+    "usage: a path with a name too long": Case(
+        lambda ws, c: train(ws, c, "--out", "a" * 300),
+        2,
+        f"out {'a' * 300}: a name in it has 300 bytes, more than file names allow (255); give a "
+        "shorter one",
+    ),
+    "files: a path the system refuses": Case(
+        lambda ws, c: train(ws, c, "--data-dir", "a" * 300),
+        1,
+        f"error: {'a' * 300}: File name too long\n",
+    ),
     "usage: an option without its value": Case(
         lambda ws, c: ["train", "--epochs"],
         2,
@@ -1314,6 +1325,39 @@ def test_output_options_never_write_into_a_run(workspace: Path) -> None:
     result = CliRunner().invoke(app, ["evaluate", best])
     assert result.exit_code == 0, result.stderr
     assert (run / "plots" / "confusion_best.png").is_file()
+
+
+LONG = "a" * 300
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["find-lr", "--out", LONG],
+        ["sweep", "--out", LONG],
+        ["compare", "finished", "--png", f"{LONG}.png"],
+        ["evaluate", "finished/checkpoints/best.pt", "--plot", f"x/{LONG}.png"],
+        ["plot-schedule", "--out", f"{LONG}.png"],
+        ["plot-schedule", "--csv", LONG],
+    ],
+    ids=lambda argv: f"{argv[0]} {argv[-2]}",
+)
+def test_a_name_too_long_is_refused_before_any_work(argv: list[str], workspace: Path) -> None:
+    """Every output path option (train's --out is a row of CASES): exit 2, one line naming the
+    option and the path, before anything is read, computed or written."""
+    if argv[0] in ("compare", "evaluate"):
+        finished_run(workspace, None)
+    config = ["--config", "tiny.yaml"] if argv[0] in ("find-lr", "sweep") else []
+    before = sorted(workspace.rglob("*"))
+    result = CliRunner().invoke(app, [*argv, *config])
+    option, path = argv[-2:]
+    assert result.exit_code == 2, result.stderr
+    name = len(Path(path).name)
+    assert result.stderr == (
+        f"error: {'out' if argv[0] == 'find-lr' else option} {path}: a name in it has {name} "
+        "bytes, more than file names allow (255); give a shorter one\n"
+    )
+    assert sorted(workspace.rglob("*")) == before
 
 
 def test_a_killed_writers_temporary_file_goes_at_the_next_start(workspace: Path) -> None:
