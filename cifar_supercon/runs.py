@@ -14,6 +14,7 @@ import json
 import os
 import pickle
 import shutil
+import stat
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -170,18 +171,33 @@ def locked(folder: Path, what: str = "this run") -> Iterator[None]:
             f"{folder / LOCK_FILE}: cannot be opened as {what}'s lock file ({e.strerror})"
         ) from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
-            raise SuperconError(
-                f"{folder}: {what} is in use by process {holder}; wait for it to end or stop it"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        _take_lock(fd, folder, what)
         yield
     finally:
         os.close(fd)
+
+
+def _take_lock(fd: int, folder: Path, what: str) -> None:
+    """flock `fd` and write our pid into it; a holder is named, and a lock file that cannot
+    serve (a link to /dev/null, which every process shares and which holds no pid) names it."""
+    lock = folder / LOCK_FILE
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SuperconError(
+                f"{lock}: cannot be used as {what}'s lock file (not a regular file)"
+            )
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    except BlockingIOError:  # flock's answer while another process holds it
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+        raise SuperconError(
+            f"{folder}: {what} is in use by process {holder}; wait for it to end or stop it"
+        ) from None
+    except OSError as e:
+        raise SuperconError(
+            f"{lock}: cannot be used as {what}'s lock file ({e.strerror or describe(e)})"
+        ) from None
 
 
 def write_text(path: Path, text: str) -> None:

@@ -186,6 +186,12 @@ def run_with_folder_for(name: str) -> Callable[[Path, pytest.MonkeyPatch], None]
     return prepare
 
 
+def lock_linked_to_a_device(ws: Path, _: pytest.MonkeyPatch) -> None:
+    lock = unfinished_run(ws, "stopped") / runs.LOCK_FILE
+    lock.unlink()
+    lock.symlink_to("/dev/null")
+
+
 def sweep_named_x(ws: Path, _: pytest.MonkeyPatch) -> None:
     (ws / "sw" / "x").mkdir(parents=True)
     (ws / "sw" / "x" / "sweep.yaml").write_text("config: {}\ngrid: {}\nseeds: [5]\n")
@@ -532,6 +538,12 @@ CASES = {
         1,
         "stopped/.lock: cannot be opened as this run's lock file (Is a directory)",
         prepare=run_with_folder_for(".lock"),
+    ),
+    "runs: the lock file a link to a device": Case(
+        lambda ws, c: ["train", "--resume", str(ws / "stopped")],
+        1,
+        "stopped/.lock: cannot be used as this run's lock file (not a regular file)",
+        prepare=lock_linked_to_a_device,
     ),
     "runs: a checkpoint without its normalisation": Case(
         lambda ws, c: ["evaluate", str(ws / "edited.pt")],
