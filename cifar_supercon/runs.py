@@ -74,8 +74,11 @@ def create(out: Path, name: str, now: datetime | None = None) -> Path:
             except FileExistsError:
                 continue
     except OSError as e:
-        # mkdir's "File exists" for a file where the folder should be says too little
-        reason = "a file, not a folder" if out.is_file() else e.strerror
+        # mkdir's "File exists" for a file (or a device) where the folder should be says too
+        # little
+        reason = e.strerror
+        if out.exists() and not out.is_dir():
+            reason = "a file, not a folder" if out.is_file() else "not a folder"
         raise SuperconError(
             f"{out}: cannot create a run directory here ({reason}); choose another --out"
         ) from None
@@ -358,6 +361,10 @@ def read_metrics(run: Path) -> list[dict[str, str]]:
         raise RunFileError(f"{path}: not this tool's metrics (no column {', '.join(missing)})")
     for number, row in enumerate(rows, start=2):
         for column in METRIC_COLUMNS:
+            if row[column] is None:  # the line ended before this column: a truncated file
+                raise RunFileError(
+                    f"{path}: line {number}: {column} is missing (the line ends before it)"
+                )
             if not _is_number_or_empty(row[column]):
                 raise RunFileError(f"{path}: line {number}: {column} {row[column]!r} is no number")
     return rows
@@ -468,6 +475,12 @@ def _tensor_bytes(value: Any) -> int:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint written by `save_checkpoint`, loaded with weights_only=True (no code runs)."""
+    if path.is_dir():
+        raise CheckpointError(
+            f"{path}: a folder; give a checkpoint file, e.g. {path / CHECKPOINTS / BEST}"
+        )
+    if path.exists() and not path.is_file():
+        raise CheckpointError(f"{path}: not a regular file; give a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:

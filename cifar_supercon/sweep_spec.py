@@ -41,7 +41,10 @@ def parse_grid(text: str) -> tuple[str, list[Any]]:
         )
     config_lib.check_key(key, "--grid")
     check_grid_key(key, "--grid")
-    return key, [config_lib.parse_set(f"{key}={item}", "--grid").value for item in items]
+    values = [config_lib.parse_set(f"{key}={item}", "--grid").value for item in items]
+    # Here, while the values are still as typed: 0x10 and 16 are both 16 once read.
+    distinct(f"--grid {text!r}", values, items)
+    return key, values
 
 
 # A comma that separates values: not one inside a list value's brackets (`[12,18],[8]`).

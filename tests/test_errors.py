@@ -204,7 +204,10 @@ def damaged_run(kind: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
         run = ws / "damaged"
         run.mkdir()
         header = ",".join(runs.METRIC_COLUMNS)
-        metrics = "epoch,loss\n1,2.0\n" if kind == "metrics" else f"{header}\n1,0.1,2,0.1,2,0.1,1\n"
+        metrics = {
+            "metrics": "epoch,loss\n1,2.0\n",
+            "cut": f"{header}\n1,0.1,2,0.1,2,0.1,1\n2,0.1,2,0.1,2.1",  # a write cut short
+        }.get(kind, f"{header}\n1,0.1,2,0.1,2,0.1,1\n")
         (run / "metrics.csv").write_text(metrics)
         (run / "summary.json").write_text("{not json" if kind == "summary" else "{}")
 
@@ -601,6 +604,11 @@ CASES = {
         "a-file: cannot create a run directory here (a file, not a folder); choose another --out",
         prepare=lambda ws, _: files(ws, **{"a-file": "not a folder"}),
     ),
+    "runs: --out is a device": Case(
+        lambda ws, c: train(ws, c, "--out", "/dev/null"),
+        1,
+        "/dev/null: cannot create a run directory here (not a folder); choose another --out",
+    ),
     "runs: --resume of a folder that is not a run": Case(
         lambda ws, c: ["train", "--resume", str(ws)], 2, "not a run directory (no config.yaml)"
     ),
@@ -625,6 +633,11 @@ CASES = {
         lambda ws, c: ["sweep", "--config", str(c), "--grid", "schedule.lr_max=0.1,1e-1"],
         2,
         "grid schedule.lr_max: 0.1 and '1e-1' are the same value; list each once",
+    ),
+    "sweep: a value listed twice in two YAML spellings": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--grid", "model.width=0x10,16"],
+        2,
+        "--grid 'model.width=0x10,16': '0x10' and '16' are the same value; list each once",
     ),
     "sweep: an empty grid value": Case(
         lambda ws, c: ["sweep", "--config", str(c), "--grid", "schedule.lr_max=0.1,,0.2"],
@@ -762,6 +775,12 @@ CASES = {
         "damaged/metrics.csv: not this tool's metrics (no column lr, train_loss",
         prepare=damaged_run("metrics"),
     ),
+    "compare: a metrics.csv line cut short": Case(
+        lambda ws, c: ["compare", str(ws / "damaged"), "--png", str(ws / "c.png")],
+        1,
+        "damaged/metrics.csv: line 3: test_acc is missing (the line ends before it)",
+        prepare=damaged_run("cut"),
+    ),
     "usage: an image name without an image suffix": Case(
         lambda ws, c: ["plot-schedule", "--out", "s.txt"],
         2,
@@ -889,6 +908,17 @@ CASES = {
     ),
     "runs: missing checkpoint": Case(
         lambda ws, c: ["evaluate", str(ws / "none.pt")], 1, "none.pt: no such checkpoint file"
+    ),
+    "runs: a folder given as a checkpoint": Case(
+        lambda ws, c: ["evaluate", "runs"],
+        1,
+        "runs: a folder; give a checkpoint file, e.g. runs/checkpoints/best.pt",
+        prepare=lambda ws, _: (ws / "runs").mkdir(),
+    ),
+    "runs: a device given as a checkpoint": Case(
+        lambda ws, c: ["evaluate", "/dev/null"],
+        1,
+        "/dev/null: not a regular file; give a checkpoint file",
     ),
     "runs: checkpoint with a code-running pickle": Case(
         lambda ws, c: ["evaluate", str(ws / "evil.pt")],
