@@ -76,6 +76,8 @@ def train(
             summary = _fit_resumably(cfg, run, log, progress, setup, checkpoint)
         return {**summary, "run_dir": str(run)}
     cfg = resolve_config(config, overrides)
+    if run_dir is None:
+        runs.check_name_lengths(cfg.out, "out")  # before the data loads
     setup = engine.build(cfg, log)  # bad data fails here, before a run directory exists
     schedule_lib.check_fits(cfg.schedule, cfg.train.epochs, setup.steps_per_epoch)
     run = runs.create(cfg.out, cfg.name) if run_dir is None else runs.create_exactly(Path(run_dir))
@@ -119,6 +121,7 @@ def find_lr(
 ) -> FindLrResult:
     """The LR range test under the config's training conditions, in a new run directory."""
     cfg = resolve_config(config, overrides)
+    runs.check_name_lengths(cfg.out, "out")  # before the data loads
     setup = engine.build(cfg, log)
     run = runs.create(cfg.out, f"{cfg.name}-find-lr")
     runs.write_config(run, cfg)

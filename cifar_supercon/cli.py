@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from . import api, executors, plots, sweep_results, sweep_spec
+from . import api, executors, plots, runs, sweep_results, sweep_spec
 from . import comparison as compare_lib
 from . import config as config_lib
 from . import sweeps as sweep_lib
@@ -166,6 +166,15 @@ def _reported(debug: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         _stopped(STOPPED_BY_SIGNAL)
         raise typer.Exit(130) from None
+    except OSError as e:
+        if debug:
+            raise
+        if e.filename is None or not e.strerror:
+            _error(f"{describe(e)} (run again with --debug for the traceback)")
+        else:  # the system refused a file: naming it and the reason says it all
+            names = [e.filename, e.filename2] if e.filename2 is not None else [e.filename]
+            _error(f"{' -> '.join(map(str, names))}: {e.strerror}")
+        raise typer.Exit(1) from None
     except Exception as e:
         if debug:
             raise
@@ -263,6 +272,16 @@ def _overrides(
     if lr_max == config_lib.AUTO and not any(o.key == "schedule.lr_min" for o in overrides):
         overrides.append(Override("schedule.lr_min", config_lib.AUTO, "--lr-max auto"))
     return overrides
+
+
+def _output_file(path: Path, option: str, image: bool = True) -> None:
+    """A file an option names for writing (a figure, a CSV), checked before any work: an image
+    suffix, a name the system accepts, and a place outside every training run (whose files it
+    would replace)."""
+    runs.check_name_lengths(path, option)
+    if image:
+        plots.image_format(path, option)
+    runs.check_output_outside_runs(path, option)
 
 
 def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
@@ -467,8 +486,11 @@ def plot_schedule(
     --out runs/triangle.png
     """
     with _reported(debug):
-        plots.image_format(out, "--out")
-        if csv is not None and csv.absolute() == out.absolute():
+        _output_file(out, "--out")
+        if csv is not None:
+            _output_file(csv, "--csv", image=False)
+        # compared as written: a link is followed to the file it names (writes replace that)
+        if csv is not None and runs.resolved(csv) == runs.resolved(out):
             raise UsageError(f"--csv {csv}: the same file as --out; give each its own name")
         overrides = _overrides(set_, epochs, peak_epoch, lr_max, lr_min, batch_size)
         if policy is not None:
@@ -498,8 +520,8 @@ def evaluate(
     Example: supercon evaluate runs/<run>/checkpoints/last.pt --data-dir data/cifar10-png
     """
     with _reported(debug):
-        if plot is not None:
-            plots.image_format(plot, "--plot")
+        if plot is not None:  # its default place, the run's own plots/, is the run's to fill
+            _output_file(plot, "--plot")
         overrides = _overrides(None, device=device, data_dir=data_dir)
         result = api.evaluate(checkpoint, overrides=overrides, tta_flip=tta, plot=plot, log=_log)
         table = Table(title=f"test accuracy {100 * result.accuracy:.2f}% (loss {result.loss:.4f})")
@@ -640,7 +662,7 @@ def compare(
     Example: supercon compare sweeps/cpu-smoke-1cycle sweeps/cpu-smoke-step --png compare.png
     """
     with _reported(debug):
-        plots.image_format(png, "--png")
+        _output_file(png, "--png")
         result = compare_lib.compare(paths, png=png)
         _print_table(
             "comparison (accuracy: mean +- std over runs)", *compare_lib.table(result.entries)

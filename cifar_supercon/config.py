@@ -335,6 +335,9 @@ class Override:
 # (keys, values, sections); nested aliases can multiply that without bound (a "billion laughs":
 # 16 levels of two took 7.5 s and 860 MB, 22 ran out of memory).
 MAX_YAML_NODES = 10_000
+# A whole config is a few kB: /dev/zero, /dev/urandom or a data file given by mistake would
+# otherwise be read until memory runs out.
+MAX_CONFIG_BYTES = 1 << 20
 MERGE_TAG = "tag:yaml.org,2002:merge"  # `<<`
 
 
@@ -407,13 +410,33 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict:
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_text(path: Path) -> str:
+    """A config file's text (every config file, a run's config.yaml too, is read here): at
+    most MAX_CONFIG_BYTES, and UTF-8; anything else is one line naming the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)  # one byte more tells a file that is too long
     except FileNotFoundError:
         raise ConfigError([f"{path}: config file not found"]) from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise ConfigError([f"{path}: cannot read the config file ({e.__class__.__name__})"]) from e
+    except OSError as e:  # a folder, no permission, a link loop, a name too long
+        raise ConfigError([f"{path}: cannot read the config file ({e.strerror or e})"]) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            [
+                f"{path}: cannot read the config file (more than {MAX_CONFIG_BYTES:,} bytes; "
+                "a config is a few kB of YAML)"
+            ]
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            [f"{path}: cannot read the config file (not UTF-8 text: byte {e.start})"]
+        ) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    text = read_text(path)
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
     except _TooLarge as e:

@@ -14,6 +14,7 @@ import json
 import os
 import pickle
 import shutil
+import stat
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -79,8 +80,11 @@ def create(out: Path, name: str, now: datetime | None = None) -> Path:
             except FileExistsError:
                 continue
     except OSError as e:
-        # mkdir's "File exists" for a file where the folder should be says too little
-        reason = "a file, not a folder" if out.is_file() else e.strerror
+        # mkdir's "File exists" for a file (or a device) where the folder should be says too
+        # little
+        reason = e.strerror
+        if out.exists() and not out.is_dir():
+            reason = "a file, not a folder" if out.is_file() else "not a folder"
         raise SuperconError(
             f"{out}: cannot create a run directory here ({reason}); choose another --out"
         ) from None
@@ -96,6 +100,57 @@ def check_outside_runs(folder: Path) -> None:
                 f"out {folder}: inside the run directory {place} (runs are never changed); "
                 "choose a folder outside it"
             )
+
+
+def check_output_outside_runs(path: Path, option: str) -> None:
+    """A file named by an output option (a plot, a CSV) never lands inside a training run: the
+    run's folder holds only what the run wrote, and a plot or metrics.csv replaced there would
+    misreport the run. Links are followed: a link into a run writes into the run."""
+    for place in resolved(path).parents:
+        if started(place):
+            raise UsageError(
+                f"{option} {path}: inside the run {place}, which holds only what the run wrote; "
+                "write it elsewhere"
+            )
+
+
+def check_name_lengths(path: Path, option: str) -> None:
+    """A path the system would refuse for its length (ENAMETOOLONG), refused before any work
+    and in words: otherwise the first stat or mkdir fails deep inside a command, after its work
+    is done. The limits are those of the nearest folder that exists (255 bytes a name, 4096 a
+    path, where the system does not say)."""
+    absolute = path.absolute()
+    folder = next((a for a in absolute.parents if os.path.isdir(a)), Path("/"))
+    name_max = _limit(folder, "PC_NAME_MAX", 255)
+    for part in path.parts:
+        if len(os.fsencode(part)) > name_max:
+            raise UsageError(
+                f"{option} {path}: a name in it has {len(os.fsencode(part))} bytes, more than "
+                f"file names allow ({name_max}); give a shorter one"
+            )
+    path_max = _limit(folder, "PC_PATH_MAX", 4096)
+    if len(os.fsencode(absolute)) >= path_max:  # the limit counts the closing NUL
+        raise UsageError(
+            f"{option} {path}: {len(os.fsencode(absolute))} bytes as an absolute path, more "
+            f"than paths allow ({path_max - 1}); give a shorter one"
+        )
+
+
+def _limit(folder: Path, name: str, default: int) -> int:
+    try:
+        value = os.pathconf(folder, name)
+    except (OSError, ValueError):  # a system without pathconf, or without this name
+        return default
+    return value if value > 0 else default  # -1: no definite limit
+
+
+def resolved(path: Path) -> Path:
+    """`path` absolute with its links followed, as a write to it would follow them; a link loop
+    stays as it is (the write fails there, naming it)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: Python < 3.13's word for a link loop
+        return path.absolute()
 
 
 def create_exactly(run: Path) -> Path:
@@ -125,18 +180,33 @@ def locked(folder: Path, what: str = "this run") -> Iterator[None]:
             f"{folder / LOCK_FILE}: cannot be opened as {what}'s lock file ({e.strerror})"
         ) from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
-            raise SuperconError(
-                f"{folder}: {what} is in use by process {holder}; wait for it to end or stop it"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        _take_lock(fd, folder, what)
         yield
     finally:
         os.close(fd)
+
+
+def _take_lock(fd: int, folder: Path, what: str) -> None:
+    """flock `fd` and write our pid into it; a holder is named, and a lock file that cannot
+    serve (a link to /dev/null, which every process shares and which holds no pid) names it."""
+    lock = folder / LOCK_FILE
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SuperconError(
+                f"{lock}: cannot be used as {what}'s lock file (not a regular file)"
+            )
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    except BlockingIOError:  # flock's answer while another process holds it
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+        raise SuperconError(
+            f"{folder}: {what} is in use by process {holder}; wait for it to end or stop it"
+        ) from None
+    except OSError as e:
+        raise SuperconError(
+            f"{lock}: cannot be used as {what}'s lock file ({e.strerror or describe(e)})"
+        ) from None
 
 
 def write_text(path: Path, text: str) -> None:
@@ -254,17 +324,13 @@ def started(run: Path) -> bool:
 def read_config(run: Path, overrides: Sequence[config_lib.Override] = ()) -> Config:
     """The run's config.yaml; refused when emptied, which would otherwise read as the defaults."""
     path = run / CONFIG_FILE
-    try:
-        empty = not path.read_text(encoding="utf-8", errors="replace").strip()
-    except OSError as e:
-        raise RunFileError(f"{path}: cannot be read ({describe(e)})") from None
-    if empty:
-        raise RunFileError(
-            f"{path}: empty; this tool writes every key of the run's config there: restore it "
-            "(from a backup), or start a new run"
-        )
-    try:
-        config_lib.load([path])  # the file alone: its problems are the run's, not the command's
+    try:  # the file alone: its problems are the run's (exit 1), not the command's
+        if not config_lib.read_text(path).strip():
+            raise RunFileError(
+                f"{path}: empty; this tool writes every key of the run's config there: restore "
+                "it (from a backup), or start a new run"
+            )
+        config_lib.load([path])
     except ConfigError as e:
         damaged = f"{path}: the run's config no longer loads; restore it, or start a new run"
         raise RunConfigError([*e.problems, damaged]) from None
@@ -306,6 +372,10 @@ def read_metrics(run: Path) -> list[dict[str, str]]:
         raise RunFileError(f"{path}: not this tool's metrics (no column {', '.join(missing)})")
     for number, row in enumerate(rows, start=2):
         for column in METRIC_COLUMNS:
+            if row[column] is None:  # the line ended before this column: a truncated file
+                raise RunFileError(
+                    f"{path}: line {number}: {column} is missing (the line ends before it)"
+                )
             if not _is_number_or_empty(row[column]):
                 raise RunFileError(f"{path}: line {number}: {column} {row[column]!r} is no number")
     return rows
@@ -421,6 +491,12 @@ def _tensor_bytes(value: Any) -> int:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint written by `save_checkpoint`, loaded with weights_only=True (no code runs)."""
+    if path.is_dir():
+        raise CheckpointError(
+            f"{path}: a folder; give a checkpoint file, e.g. {path / CHECKPOINTS / BEST}"
+        )
+    if path.exists() and not path.is_file():
+        raise CheckpointError(f"{path}: not a regular file; give a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:

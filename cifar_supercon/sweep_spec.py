@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,7 +41,10 @@ def parse_grid(text: str) -> tuple[str, list[Any]]:
         )
     config_lib.check_key(key, "--grid")
     check_grid_key(key, "--grid")
-    return key, [config_lib.parse_set(f"{key}={item}", "--grid").value for item in items]
+    values = [config_lib.parse_set(f"{key}={item}", "--grid").value for item in items]
+    # Here, while the values are still as typed: 0x10 and 16 are both 16 once read.
+    distinct(f"--grid {text!r}", values, items)
+    return key, values
 
 
 # A comma that separates values: not one inside a list value's brackets (`[12,18],[8]`).
@@ -94,6 +98,9 @@ def check_grid_key(key: str, source: str) -> None:
 
 MAX_RUN_NAME = 255 - len(".log")  # bytes: a run's folder name, and its logs/<run>.log
 MAX_SEEDS = 100_000  # a course's hundreds of seeds fit many times over; a typo does not
+# Runs of one sweep, cells x seeds: as many as the seeds of one cell may be. A sweep that size
+# takes years on one GPU; its task list is tens of MB, while a typo's product would fill memory.
+MAX_RUNS = MAX_SEEDS
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -111,6 +118,18 @@ def parse_seeds(text: str) -> list[int]:
             raise UsageError(f"--seeds {text!r}: more than {MAX_SEEDS:,} seeds")
         seeds.update(range(low, high + 1))
     return sorted(seeds)
+
+
+def check_run_count(grid: Mapping[str, Sequence[Any]], seeds: Sequence[int]) -> None:
+    """Refuse more than MAX_RUNS runs, counted from the number of values of each key (the
+    product itself, of a few long --grid lists, would not fit in memory)."""
+    cells = math.prod(len(values) for values in grid.values())
+    count = cells * len(set(seeds))
+    if count > MAX_RUNS:
+        raise UsageError(
+            f"{cells:,} grid cell(s) x {len(set(seeds)):,} seed(s) = {count:,} runs, more than "
+            f"a sweep may hold ({MAX_RUNS:,}); give fewer grid values or seeds"
+        )
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from .sweep_spec import (
     SPEC_FILE,
     Spec,
     check_grid_key,
+    check_run_count,
     distinct,
     make_spec,
     open_folder,
@@ -205,6 +206,7 @@ def sweep(
             f"--name {name!r}: expected one folder name of letters, digits, '.', '_' and '-', "
             f"starting with a letter or digit, e.g. lr-sweep (at most {longest} characters)"
         )
+    runs.check_name_lengths(Path(out), "--out")
     grid = dict(grid or {})
     fixed = {o.key for o in config_lib.as_overrides(overrides)}
     for key, values in grid.items():
@@ -217,6 +219,7 @@ def sweep(
     outside = [s for s in seeds if not 0 <= s <= config_lib.MAX_SEED]
     if not seeds or outside:
         raise UsageError(f"seeds {list(seeds)[:5]}: expected 0 <= seed <= {config_lib.MAX_SEED}")
+    check_run_count(grid, seeds)  # before any value is read or a folder made
     base = api.resolve_config(config, overrides)
     read = {key: [_validated(base, key, v) for v in values] for key, values in grid.items()}
     for key, values in read.items():

@@ -207,6 +207,12 @@ def run_with_config(text: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
     return prepare
 
 
+def lock_linked_to_a_device(ws: Path, _: pytest.MonkeyPatch) -> None:
+    lock = unfinished_run(ws, "stopped") / runs.LOCK_FILE
+    lock.unlink()
+    lock.symlink_to("/dev/null")
+
+
 def sweep_named_x(ws: Path, _: pytest.MonkeyPatch) -> None:
     (ws / "sw" / "x").mkdir(parents=True)
     (ws / "sw" / "x" / "sweep.yaml").write_text("config: {}\ngrid: {}\nseeds: [5]\n")
@@ -219,7 +225,10 @@ def damaged_run(kind: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
         run = ws / "damaged"
         run.mkdir()
         header = ",".join(runs.METRIC_COLUMNS)
-        metrics = "epoch,loss\n1,2.0\n" if kind == "metrics" else f"{header}\n1,0.1,2,0.1,2,0.1,1\n"
+        metrics = {
+            "metrics": "epoch,loss\n1,2.0\n",
+            "cut": f"{header}\n1,0.1,2,0.1,2,0.1,1\n2,0.1,2,0.1,2.1",  # a write cut short
+        }.get(kind, f"{header}\n1,0.1,2,0.1,2,0.1,1\n")
         (run / "metrics.csv").write_text(metrics)
         (run / "summary.json").write_text("{not json" if kind == "summary" else "{}")
 
@@ -284,6 +293,18 @@ CASES = {
         lambda ws, c: show(ws, "--config", str(ws / "nope.yaml")),
         2,
         "nope.yaml: config file not found",
+    ),
+    "config: a file without end": Case(
+        lambda ws, c: show(ws, "--config", "/dev/zero"),
+        2,
+        "/dev/zero: cannot read the config file (more than 1,048,576 bytes; a config is a few kB "
+        "of YAML)",
+    ),
+    "config: a file that is a link loop": Case(
+        lambda ws, c: show(ws, "--config", "loop.yaml"),
+        2,
+        "loop.yaml: cannot read the config file (Too many levels of symbolic links)",
+        prepare=lambda ws, _: (ws / "loop.yaml").symlink_to("loop.yaml"),
     ),
     "config: not YAML": Case(
         lambda ws, c: show(ws, "--config", str(ws / "broken.yaml")),
@@ -524,6 +545,12 @@ CASES = {
         "finished/plots: inside the run directory",
         prepare=finished_run,
     ),
+    "usage: an output file inside a run": Case(
+        lambda ws, c: ["plot-schedule", "--csv", "finished/metrics.csv"],
+        2,
+        "--csv finished/metrics.csv: inside the run ",
+        prepare=finished_run,
+    ),
     "runs: a run file replaced by a folder": Case(
         lambda ws, c: ["train", "--resume", str(ws / "stopped")],
         1,
@@ -561,6 +588,12 @@ CASES = {
         1,
         "stopped/.lock: cannot be opened as this run's lock file (Is a directory)",
         prepare=run_with_folder_for(".lock"),
+    ),
+    "runs: the lock file a link to a device": Case(
+        lambda ws, c: ["train", "--resume", str(ws / "stopped")],
+        1,
+        "stopped/.lock: cannot be used as this run's lock file (not a regular file)",
+        prepare=lock_linked_to_a_device,
     ),
     "runs: a checkpoint without its normalisation": Case(
         lambda ws, c: ["evaluate", str(ws / "edited.pt")],
@@ -618,6 +651,11 @@ CASES = {
         "a-file: cannot create a run directory here (a file, not a folder); choose another --out",
         prepare=lambda ws, _: files(ws, **{"a-file": "not a folder"}),
     ),
+    "runs: --out is a device": Case(
+        lambda ws, c: train(ws, c, "--out", "/dev/null"),
+        1,
+        "/dev/null: cannot create a run directory here (not a folder); choose another --out",
+    ),
     "runs: --resume of a folder that is not a run": Case(
         lambda ws, c: ["train", "--resume", str(ws)], 2, "not a run directory (no config.yaml)"
     ),
@@ -642,6 +680,11 @@ CASES = {
         lambda ws, c: ["sweep", "--config", str(c), "--grid", "schedule.lr_max=0.1,1e-1"],
         2,
         "grid schedule.lr_max: 0.1 and '1e-1' are the same value; list each once",
+    ),
+    "sweep: a value listed twice in two YAML spellings": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--grid", "model.width=0x10,16"],
+        2,
+        "--grid 'model.width=0x10,16': '0x10' and '16' are the same value; list each once",
     ),
     "sweep: an empty grid value": Case(
         lambda ws, c: ["sweep", "--config", str(c), "--grid", "schedule.lr_max=0.1,,0.2"],
@@ -704,6 +747,22 @@ CASES = {
         2,
         "--seeds '0-200000': more than 100,000 seeds",
     ),
+    "sweep: too many runs": Case(
+        lambda ws, c: [
+            "sweep",
+            "--config",
+            str(c),
+            "--out",
+            str(ws / "sw"),
+            "--grid",
+            "finder.num_iters=" + ",".join(map(str, range(1, 12))),
+            "--seeds",
+            "0-9999",
+        ],
+        2,
+        "11 grid cell(s) x 10,000 seed(s) = 110,000 runs, more than a sweep may hold (100,000); "
+        "give fewer grid values or seeds",
+    ),
     "sweep: --ray-address without the Ray executor": Case(
         lambda ws, c: ["sweep", "--config", str(c), "--ray-address", "x:1"],
         2,
@@ -763,6 +822,12 @@ CASES = {
         "damaged/metrics.csv: not this tool's metrics (no column lr, train_loss",
         prepare=damaged_run("metrics"),
     ),
+    "compare: a metrics.csv line cut short": Case(
+        lambda ws, c: ["compare", str(ws / "damaged"), "--png", str(ws / "c.png")],
+        1,
+        "damaged/metrics.csv: line 3: test_acc is missing (the line ends before it)",
+        prepare=damaged_run("cut"),
+    ),
     "usage: an image name without an image suffix": Case(
         lambda ws, c: ["plot-schedule", "--out", "s.txt"],
         2,
@@ -777,6 +842,23 @@ CASES = {
         lambda ws, c: ["plot-schedule", "--out", "s.png", "--csv", "s.png"],
         2,
         "--csv s.png: the same file as --out; give each its own name",
+    ),
+    "usage: --csv a link to the file of --out": Case(
+        lambda ws, c: ["plot-schedule", "--out", "s.png", "--csv", "link.png"],
+        2,
+        "--csv link.png: the same file as --out; give each its own name",
+        prepare=lambda ws, _: (ws / "link.png").symlink_to("s.png"),
+    ),
+    "usage: a path with a name too long": Case(
+        lambda ws, c: train(ws, c, "--out", "a" * 300),
+        2,
+        f"out {'a' * 300}: a name in it has 300 bytes, more than file names allow (255); give a "
+        "shorter one",
+    ),
+    "files: a path the system refuses": Case(
+        lambda ws, c: train(ws, c, "--data-dir", "a" * 300),
+        1,
+        f"error: {'a' * 300}: File name too long\n",
     ),
     "usage: an option without its value": Case(
         lambda ws, c: ["train", "--epochs"],
@@ -873,6 +955,17 @@ CASES = {
     ),
     "runs: missing checkpoint": Case(
         lambda ws, c: ["evaluate", str(ws / "none.pt")], 1, "none.pt: no such checkpoint file"
+    ),
+    "runs: a folder given as a checkpoint": Case(
+        lambda ws, c: ["evaluate", "runs"],
+        1,
+        "runs: a folder; give a checkpoint file, e.g. runs/checkpoints/best.pt",
+        prepare=lambda ws, _: (ws / "runs").mkdir(),
+    ),
+    "runs: a device given as a checkpoint": Case(
+        lambda ws, c: ["evaluate", "/dev/null"],
+        1,
+        "/dev/null: not a regular file; give a checkpoint file",
     ),
     "runs: checkpoint with a code-running pickle": Case(
         lambda ws, c: ["evaluate", str(ws / "evil.pt")],
@@ -1293,6 +1386,67 @@ def test_writes_to_special_files_and_links_keep_them(workspace: Path) -> None:
     assert (workspace / "sink").is_symlink() and Path("/dev/null").is_char_device()
     assert (workspace / "link.csv").is_symlink()
     assert (workspace / "real.csv").read_text().startswith("step,epoch,lr,momentum")
+
+
+def test_output_options_never_write_into_a_run(workspace: Path) -> None:
+    """plot-schedule --out/--csv, compare --png and evaluate --plot refuse a path inside a run
+    (also through a link) before any work, and leave the run as it was; evaluate's default
+    plot, the run's own plots/confusion_<checkpoint>.png, is still written."""
+    finished_run(workspace, None)
+    run = workspace / "finished"
+    (workspace / "link").symlink_to(run / "plots")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    best = str(run / "checkpoints" / "best.pt")
+    for option, argv in [
+        ("--out", ["plot-schedule", "--out", str(run / "plots" / "schedule.png")]),
+        ("--csv", ["plot-schedule", "--csv", str(run / "metrics.csv")]),
+        ("--png", ["compare", str(run), "--png", str(workspace / "link" / "training.png")]),
+        ("--plot", ["evaluate", best, "--plot", str(run / "plots" / "new.png")]),
+    ]:
+        result = CliRunner().invoke(app, argv)
+        assert result.exit_code == 2, result.stderr
+        where = argv[argv.index(option) + 1]
+        assert result.stderr == (
+            f"error: {option} {where}: inside the run {run.resolve()}, which holds only what "
+            "the run wrote; write it elsewhere\n"
+        )
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    result = CliRunner().invoke(app, ["evaluate", best])
+    assert result.exit_code == 0, result.stderr
+    assert (run / "plots" / "confusion_best.png").is_file()
+
+
+LONG = "a" * 300
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["find-lr", "--out", LONG],
+        ["sweep", "--out", LONG],
+        ["compare", "finished", "--png", f"{LONG}.png"],
+        ["evaluate", "finished/checkpoints/best.pt", "--plot", f"x/{LONG}.png"],
+        ["plot-schedule", "--out", f"{LONG}.png"],
+        ["plot-schedule", "--csv", LONG],
+    ],
+    ids=lambda argv: f"{argv[0]} {argv[-2]}",
+)
+def test_a_name_too_long_is_refused_before_any_work(argv: list[str], workspace: Path) -> None:
+    """Every output path option (train's --out is a row of CASES): exit 2, one line naming the
+    option and the path, before anything is read, computed or written."""
+    if argv[0] in ("compare", "evaluate"):
+        finished_run(workspace, None)
+    config = ["--config", "tiny.yaml"] if argv[0] in ("find-lr", "sweep") else []
+    before = sorted(workspace.rglob("*"))
+    result = CliRunner().invoke(app, [*argv, *config])
+    option, path = argv[-2:]
+    assert result.exit_code == 2, result.stderr
+    name = len(Path(path).name)
+    assert result.stderr == (
+        f"error: {'out' if argv[0] == 'find-lr' else option} {path}: a name in it has {name} "
+        "bytes, more than file names allow (255); give a shorter one\n"
+    )
+    assert sorted(workspace.rglob("*")) == before
 
 
 def test_a_killed_writers_temporary_file_goes_at_the_next_start(workspace: Path) -> None:
