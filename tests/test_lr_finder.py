@@ -162,7 +162,7 @@ def test_weight_decay_sweep_starts_each_from_the_same_state(
     drops = [c.smoothed[0] - low for c, low in zip(report.curves, lowest, strict=True)]
     near = [i for i, low in enumerate(lowest) if low <= min(lowest) + 0.1 * max(drops)]
     assert index in near
-    assert choice.lr_max == max(report.suggestions[i]["bounds"].lr_max for i in near)
+    assert choice.lr_max == max(report.suggestions[i][report.method].lr_max for i in near)
     files = lr_finder.write_outputs(report, cfg, tmp_path / "out", tested=tmp_path / "c.yaml")
     comment = files["yaml"].read_text().splitlines()[1]
     assert comment == f"#   supercon train --config {tmp_path / 'c.yaml'} --config {files['yaml']}"
@@ -246,7 +246,7 @@ def test_the_table_lists_every_method(image_folder: Path, tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     rows = [line for line in result.stdout.splitlines() if line.startswith("│")]
     methods = [row.split("│")[1].strip() for row in rows[2:]]
-    assert methods == ["floor", "bounds *", "edge", "steepest", "valley", "minimum"]
+    assert methods == ["floor *", "bounds", "edge", "steepest", "valley", "minimum"]
     assert sum("*" in row.split("│")[1] for row in rows[:2]) == 1  # the chosen weight decay
 
 
