@@ -44,6 +44,7 @@ out_console = Console(soft_wrap=True, highlight=False, markup=False)
 err_console = Console(stderr=True, soft_wrap=True, highlight=False)
 # typer >= 0.2x vendors click; older releases use click itself: find the class either way.
 ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+ClickUsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 
 def _error(message: str) -> None:
@@ -84,17 +85,45 @@ class _OneLineErrors(TyperGroup):
             return code
         sys.exit(code if isinstance(code, int) else 0)
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:  # named in the message as `supercon <group> <command>`
+            _refuse_repeated_options(command, rest, type(ctx)(command, ctx, info_name=name))
+        return name, command, rest
 
-def _given_value(opts: Sequence[str], argv: Sequence[str]) -> str | None:
-    """What followed an option on the command line (`--epochs ten`, `--epochs=ten`), for the
-    message of a value the option refused; None if it cannot be told."""
+
+def _refuse_repeated_options(command: Any, argv: Sequence[str], ctx: Any) -> None:
+    """An option that takes one value, given twice (`--epochs 3 --epochs 4`): click keeps the
+    last without a word, so a value the user meant could be dropped silently. Options meant to
+    repeat (--config, --set, --grid) and on/off flags are left alone."""
+    words = list(argv[: argv.index("--")] if "--" in argv else argv)
+    for param in command.params:
+        if param.param_type_name != "option" or param.multiple or param.is_flag or param.count:
+            continue
+        values = _values_of(param.opts, words)
+        if len(values) > 1:
+            shown = ", ".join(repr(v) for v in values)
+            raise ClickUsageError(
+                f"{param.opts[0]} is given {len(values)} times ({shown}); give it once", ctx
+            )
+
+
+def _values_of(opts: Sequence[str], argv: Sequence[str]) -> list[str]:
+    """What followed each occurrence of an option on the command line (`--epochs ten`,
+    `--epochs=ten`)."""
+    found = []
     for i, word in enumerate(argv):
         for opt in opts:
             if word == opt and i + 1 < len(argv):
-                return argv[i + 1]
-            if opt.startswith("--") and word.startswith(opt + "="):
-                return word[len(opt) + 1 :]
-    return None
+                found.append(argv[i + 1])
+            elif opt.startswith("--") and word.startswith(opt + "="):
+                found.append(word[len(opt) + 1 :])
+    return found
+
+
+def _given_value(opts: Sequence[str], argv: Sequence[str]) -> str | None:
+    """The value an option refused, for its message; None if it cannot be told."""
+    return next(iter(_values_of(opts, argv)), None)
 
 
 app = typer.Typer(
@@ -107,6 +136,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 config_app = typer.Typer(
+    cls=_OneLineErrors,  # for its check of repeated options: `main` is the app's
     help="Inspect configurations.\n\nExample: supercon config show --config configs/default.yaml",
     add_completion=False,
 )

@@ -438,6 +438,17 @@ CASES = {
         2,
         "'ten'",  # the value, in click's words ('ten' is not ...) or typer's (... (got 'ten'))
     ),
+    "usage: an option of one value given twice": Case(
+        lambda ws, c: ["train", "-c", str(c), "--epochs", "3", "--lr-max=0.2", "--epochs=4"],
+        2,
+        "supercon train: --epochs is given 2 times ('3', '4'); give it once "
+        "(see supercon train --help)",
+    ),
+    "usage: an option given twice to a command of a group": Case(
+        lambda ws, c: ["config", "show", "-c", str(c), "--seed", "1", "--seed", "2"],
+        2,
+        "supercon config show: --seed is given 2 times ('1', '2'); give it once",
+    ),
     "usage: --device cuda without a GPU": Case(
         lambda ws, c: train(ws, c, "--device", "cuda"),
         2,
