@@ -311,7 +311,7 @@ def _output_file(path: Path, option: str, image: bool = True) -> None:
     runs.check_name_lengths(path, option)
     if image:
         plots.image_format(path, option)
-    runs.check_output_outside_runs(path, option)
+    runs.check_outside_runs(path, option)
 
 
 def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:

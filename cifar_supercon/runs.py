@@ -91,26 +91,18 @@ def create(out: Path, name: str, now: datetime | None = None) -> Path:
     raise SuperconError(f"{out}: too many runs named {stamp}-{name}")
 
 
-def check_outside_runs(folder: Path) -> None:
-    """New runs never go inside a training run: its folder is its own (finished runs are never
-    changed, and its checkpoints/ or plots/ would gain foreign files)."""
-    for place in (folder, *folder.absolute().parents):
-        if started(place):
-            raise UsageError(
-                f"out {folder}: inside the run directory {place} (runs are never changed); "
-                "choose a folder outside it"
-            )
-
-
-def check_output_outside_runs(path: Path, option: str) -> None:
-    """A file named by an output option (a plot, a CSV) never lands inside a training run: the
-    run's folder holds only what the run wrote, and a plot or metrics.csv replaced there would
-    misreport the run. Links are followed: a link into a run writes into the run."""
-    for place in resolved(path).parents:
+def check_outside_runs(path: Path, option: str = "out") -> None:
+    """Nothing new goes inside a training run, neither a run (`out`, a folder) nor a file an
+    output option names (a plot, a CSV): the run's folder holds only what the run wrote (its
+    checkpoints/ would gain foreign files, a plot or metrics.csv replaced there would misreport
+    it, and finished runs are never changed). Links are followed: a link into a run writes
+    into the run."""
+    target = resolved(path)
+    for place in (target, *target.parents):
         if started(place):
             raise UsageError(
                 f"{option} {path}: inside the run {place}, which holds only what the run wrote; "
-                "write it elsewhere"
+                "choose a place outside it"
             )
 
 

@@ -233,7 +233,7 @@ def open_folder(folder: Path, spec: Spec) -> None:
         return
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise UsageError(f"{folder}: exists and is not a sweep folder (no {SPEC_FILE})")
-    runs.check_outside_runs(folder.parent)
+    runs.check_outside_runs(folder.parent, "--out")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -553,7 +553,7 @@ CASES = {
     "usage: --out inside a run": Case(
         lambda ws, c: ["train", "--config", str(c), "--out", str(ws / "finished" / "plots")],
         2,
-        "finished/plots: inside the run directory",
+        "finished/plots: inside the run ",
         prepare=finished_run,
     ),
     "usage: an output file inside a run": Case(
@@ -796,6 +796,12 @@ CASES = {
         lambda ws, c: ["sweep", "--config", str(c), "--devices", ""],
         2,
         "--devices '': expected comma-separated GPU indices or 'cpu'",
+    ),
+    "sweep: --out inside a run": Case(
+        lambda ws, c: ["sweep", "-c", str(c), "--out", str(ws / "finished" / "sweeps")],
+        2,
+        "finished/sweeps: inside the run ",
+        prepare=finished_run,
     ),
     "sweep: --out is a file": Case(
         lambda ws, c: ["sweep", "--config", str(c), "--out", str(c)],
@@ -1419,7 +1425,7 @@ def test_output_options_never_write_into_a_run(workspace: Path) -> None:
         where = argv[argv.index(option) + 1]
         assert result.stderr == (
             f"error: {option} {where}: inside the run {run.resolve()}, which holds only what "
-            "the run wrote; write it elsewhere\n"
+            "the run wrote; choose a place outside it\n"
         )
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     result = CliRunner().invoke(app, ["evaluate", best])
