@@ -90,7 +90,7 @@ def write(
         assert isinstance(triangle, schedule_lib.Cyclic)
         total = TRIANGLE_CYCLES * 2 * triangle.step_size
         figure = plots.schedule_figure(triangle, total, steps_per_epoch)
-        plots.save(figure, run / runs.PLOTS / "clr_triangle.png")
+        plots.save(figure, run / runs.TRIANGLE_PLOT)
     sections = [
         f"# Super-convergence on CIFAR-10: run `{run.name}`",
         _headline(cfg, summary),
@@ -185,10 +185,9 @@ def _schedule_section(cfg: Config, triangle: bool) -> str:
         + (
             "| this run's schedule | CLR triangle (`triangular`, same bounds, "
             f"step size {s.step_size_epochs:g} epochs) |\n|---|---|\n"
-            f"| ![schedule]({runs.PLOTS}/schedule.png) "
-            f"| ![CLR triangle]({runs.PLOTS}/clr_triangle.png) |"
+            f"| ![schedule]({runs.SCHEDULE_PLOT}) | ![CLR triangle]({runs.TRIANGLE_PLOT}) |"
             if triangle
-            else f"![schedule]({runs.PLOTS}/schedule.png)"
+            else f"![schedule]({runs.SCHEDULE_PLOT})"
         )
     )
 
@@ -243,7 +242,7 @@ def _epochs_section(rows: Sequence[Mapping[str, Any]]) -> str:
         for r in rows
     ]
     return (
-        f"## Training, epoch by epoch\n![training]({runs.PLOTS}/training.png)\n\n"
+        f"## Training, epoch by epoch\n![training]({runs.TRAINING_PLOT})\n\n"
         "| epoch | lr (end) | train loss | train acc | test loss | test acc | seconds |\n"
         "|---|---|---|---|---|---|---|\n" + "\n".join(lines)
     )
@@ -258,5 +257,5 @@ def _classes_section(classes: Sequence[str], matrix: Sequence[Sequence[int]]) ->
         "## Accuracy per class (final model)\n"
         "| class | accuracy | test images |\n|---|---|---|\n"
         + "\n".join(lines)
-        + f"\n\n![confusion matrix]({runs.PLOTS}/confusion_matrix.png)"
+        + f"\n\n![confusion matrix]({runs.CONFUSION_PLOT})"
     )

@@ -52,7 +52,12 @@ LOCK_FILE = ".lock"
 PLOTS = "plots"
 FINDER = "lr_finder"  # a `--lr-max auto` run's range test
 REPORT_FILE = "report.md"
-RUN_PLOTS = ("schedule.png", "training.png", "confusion_matrix.png", "clr_triangle.png")
+# What a training run draws at its end, relative to the run (report.md links them so).
+SCHEDULE_PLOT = f"{PLOTS}/schedule.png"
+TRAINING_PLOT = f"{PLOTS}/training.png"
+CONFUSION_PLOT = f"{PLOTS}/confusion_matrix.png"
+TRIANGLE_PLOT = f"{PLOTS}/clr_triangle.png"  # where the bounds make a CLR triangle
+RUN_PLOTS = (SCHEDULE_PLOT, TRAINING_PLOT, CONFUSION_PLOT, TRIANGLE_PLOT)
 TEMPORARY = ".tmp"  # `.<name>.tmp<pid>`: a file being written by process <pid>
 CHECKPOINT_FORMAT = 1
 METRIC_COLUMNS = (
@@ -432,7 +437,7 @@ def check_resumable(run: Path) -> None:
         if (run / name).exists() and not (run / name).is_dir():
             raise RunFileError(f"{run / name}: not a folder; the run's {name}/ belongs here")
     files = (METRICS_FILE, SUMMARY_FILE, REPORT_FILE, *(f"{CHECKPOINTS}/{c}" for c in (LAST, BEST)))
-    for name in (*files, *(f"{PLOTS}/{plot}" for plot in RUN_PLOTS)):
+    for name in (*files, *RUN_PLOTS):
         if (run / name).exists() and not (run / name).is_file():
             raise RunFileError(f"{run / name}: not a file; the run's {name} belongs here")
     if (run / SUMMARY_FILE).is_file():

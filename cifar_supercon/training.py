@@ -487,15 +487,14 @@ def _write_outputs(
     run: Path,
     summary: dict[str, Any],
 ) -> None:
-    cfg, folder = setup.cfg, run / runs.PLOTS
+    cfg = setup.cfg
     total = cfg.train.epochs * setup.steps_per_epoch
-    plots.save(
-        plots.schedule_figure(schedule, total, setup.steps_per_epoch), folder / "schedule.png"
-    )
-    plots.save(plots.training_figure(state.rows), folder / "training.png")
+    schedule_figure = plots.schedule_figure(schedule, total, setup.steps_per_epoch)
+    plots.save(schedule_figure, run / runs.SCHEDULE_PLOT)
+    plots.save(plots.training_figure(state.rows), run / runs.TRAINING_PLOT)
     matrix = engine.confusion_matrix(final_eval, len(setup.dataset.classes))
     confusion = plots.confusion_figure(matrix, setup.dataset.classes)
-    plots.save(confusion, folder / "confusion_matrix.png")
+    plots.save(confusion, run / runs.CONFUSION_PLOT)
     report_lib.write(
         run, cfg, state.rows, summary, setup.dataset.classes, matrix, setup.steps_per_epoch
     )

@@ -270,7 +270,7 @@ def test_sigterm_stops_a_sweep_with_one_line(
     assert [r["status"] for r in read_csv(results)] == ["interrupted", "pending"]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_sweep_stopped_while_its_run_process_starts_says_so_once(
     image_folder: Path, tmp_path: Path, signum: int
 ) -> None:
