@@ -6,12 +6,16 @@ the result: a symmetric kernel), so every feature stays at the lr where it happe
 which the range test needs to decide online when to stop, trails the curve by about 1 / (1 - beta)
 steps: at beta 0.95 on a 100-step sweep over five decades, one decade of lr.
 
-Methods (each gives lr_max; lr_min comes from the curve for `floor`, `bounds` and `edge`, else
-lr_max / div_factor):
+Methods (each gives lr_max; lr_min comes from the curve for `floor`, `middle`, `bounds` and
+`edge`, else lr_max / div_factor):
 - floor (Smith, arXiv 1506.01186 sec. 3.3: the bounds are where the accuracy starts to rise and
   where it slows): lr_min where the loss starts to fall, lr_max where it stops falling fast, the
   first lr at which the smoothed loss comes within `tolerance` of the drop of its minimum. A range
   test's floor is flat, so where on it the minimum lies is decided by noise; its start is not.
+- middle: the middle of the floor on a log scale (the geometric mean of where the loss reaches its
+  floor and where it leaves it: `floor` and `edge`), the lr furthest by ratio from both ends of
+  the range that trains about equally well in the test. Where the floor is short it lies near
+  the minimum; where it is long and flat it does not depend on where the noise put the minimum.
 - bounds (Smith, arXiv 1506.01186 sec. 3.3 and 1803.09820 sec. 4.1): the range in which the
   network learns. lr_min where the loss starts to fall (the smoothed loss has dropped by
   `tolerance` of its total drop); lr_max where it stops falling (the smoothed minimum).
@@ -28,7 +32,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-METHODS = ("floor", "bounds", "edge", "steepest", "valley", "minimum")
+METHODS = ("floor", "middle", "bounds", "edge", "steepest", "valley", "minimum")
 MIN_POINTS = 3  # fewer finite points than this: no reading at all
 MIN_RANGE = 3.0  # a curve's lr_min must lie at least this factor below lr_max (Smith: 3 to 10)
 
@@ -138,6 +142,7 @@ def from_reading(
             longest = (run_start, i)
     lr_max = {
         "floor": lrs[reading.floor_start],
+        "middle": math.sqrt(lrs[reading.floor_start] * lrs[reading.valley_end]),
         "bounds": lrs[lowest],
         "edge": lrs[reading.valley_end],
         "steepest": lrs[min(slopes, key=slopes.__getitem__)] if slopes else None,
@@ -152,7 +157,7 @@ def from_reading(
             continue
         top = round_lr(top)
         bottom, source = round_lr(top / div_factor), by_divisor
-        if method in ("floor", "bounds", "edge") and reading.descent_start is not None:
+        if method in ("floor", "middle", "bounds", "edge") and reading.descent_start is not None:
             start = round_lr(lrs[reading.descent_start])
             if start * MIN_RANGE <= top:
                 bottom, source = start, "curve"

@@ -96,9 +96,10 @@ def test_least_squares_stop_point_and_suggestions() -> None:
     for method, choice in choices.items():
         assert choice is not None, method
         assert choice[1].lr_min < choice[1].lr_max / 3
-        if method in ("bounds", "edge"):
-            # Where the loss stops falling, and where it turns up: the instability of an lr
-            # above 2/L takes a few steps to grow from round-off, so both lie past 2/L.
+        if method in ("middle", "bounds", "edge"):
+            # Where the loss stops falling, where it turns up, and the middle between the floor's
+            # start and that edge: the instability of an lr above 2/L takes a few steps to grow
+            # from round-off, so all three lie past 2/L.
             assert limit <= choice[1].lr_max < curve.lrs[-1], (method, choice)
         else:
             assert limit / 30 <= choice[1].lr_max <= limit, (method, choice)
@@ -246,7 +247,7 @@ def test_the_table_lists_every_method(image_folder: Path, tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     rows = [line for line in result.stdout.splitlines() if line.startswith("│")]
     methods = [row.split("│")[1].strip() for row in rows[2:]]
-    assert methods == ["floor *", "bounds", "edge", "steepest", "valley", "minimum"]
+    assert methods == ["floor *", "middle", "bounds", "edge", "steepest", "valley", "minimum"]
     assert sum("*" in row.split("│")[1] for row in rows[:2]) == 1  # the chosen weight decay
 
 

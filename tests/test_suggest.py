@@ -100,6 +100,29 @@ def test_floor_ignores_where_on_a_flat_floor_the_noise_puts_the_minimum() -> Non
     assert floors[0] == floors[1] and 10**-1.2 <= floors[0] <= 10**-1.1
 
 
+def test_middle_is_the_log_middle_of_the_floor() -> None:
+    # The floor runs from where the fall reaches 1.13 (x = -1.2) to where the rise passes it
+    # (last point below: x = 0.15): its middle on a log scale is x = -0.525, lr_min as bounds.
+    middle = suggest.suggest(LRS, CURVE, tolerance=0.1, div_factor=10, flat_steps=5)["middle"]
+    assert middle is not None and middle.lr_min_from == "curve"
+    assert middle.lr_max == suggest.round_lr(10**-0.525)
+    assert middle.lr_min == pytest.approx(10**-2.8, rel=5e-3)
+    # A floor a decade longer to the right (flat up to 1e1) moves it right by half a decade.
+    longer = [shape(min(x, 0.0) + max(x - 1.0, 0.0)) for x in (math.log10(lr) for lr in LRS)]
+    wider = suggest.suggest(LRS, longer, tolerance=0.1, div_factor=10, flat_steps=5)["middle"]
+    assert wider is not None and wider.lr_max == suggest.round_lr(10**-0.025)
+
+
+def test_middle_ignores_where_on_a_flat_floor_the_noise_puts_the_minimum() -> None:
+    middles = []
+    for dip_at in (60, 79):
+        dipped = [v - (0.02 if i == dip_at else 0.0) for i, v in enumerate(CURVE)]
+        found = suggest.suggest(LRS, dipped, 0.1, 10, flat_steps=5)["middle"]
+        assert found is not None
+        middles.append(found.lr_max)
+    assert middles[0] == middles[1] == suggest.round_lr(10**-0.525)
+
+
 def test_floor_under_noise_stays_on_the_fall_below_bounds() -> None:
     for seed in range(5):
         rng = random.Random(seed)
