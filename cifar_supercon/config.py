@@ -41,8 +41,18 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # a run's name, and a sweep's: o
 # `<YYYYmmdd-HHMMSS>-<name>-find-lr-999` (a range test's, the 999th of that second). NAME_PATTERN
 # is ASCII, so a name's characters are its bytes.
 MAX_NAME_LENGTH = 255 - len("YYYYmmdd-HHMMSS-") - len("-find-lr") - len("-999")
+NAME_RULE = (
+    "one folder name of letters, digits, '.', '_' and '-', starting with a letter or digit, "
+    f"e.g. w16-lr0.4 (at most {MAX_NAME_LENGTH} characters)"
+)
 # Policies whose LR moves between two bounds (the others only use lr_max).
 TWO_BOUND_POLICIES = ("one_cycle", "triangular", "triangular2", "exp_range")
+
+
+def is_folder_name(name: str) -> bool:
+    """A run's or a sweep's name: one folder inside its parent (`../x` or `a/b` would put it
+    elsewhere), short enough for the time stamp and suffixes a run folder adds."""
+    return bool(re.fullmatch(NAME_PATTERN, name)) and len(name) <= MAX_NAME_LENGTH
 
 
 def _positive_or_auto(value: Any) -> float | str:
@@ -215,7 +225,7 @@ class FinderConfig(Section):
 
 
 class Config(Section):
-    name: str = Field("supercon", pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)  # run folder
+    name: str = "supercon"  # the run folder's name, after its time stamp
     seed: int = Field(0, ge=0, le=MAX_SEED)
     out: Path = Path("runs")  # parent folder of run directories
     data: DataConfig = DataConfig()
@@ -224,6 +234,13 @@ class Config(Section):
     schedule: ScheduleConfig = ScheduleConfig()
     train: TrainConfig = TrainConfig()
     finder: FinderConfig = FinderConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder(cls, name: str) -> str:
+        if not is_folder_name(name):
+            raise ValueError(f"expected {NAME_RULE}")
+        return name
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> Config:

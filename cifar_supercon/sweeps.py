@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -197,15 +196,8 @@ def sweep(
     """Train `config` for every grid cell x seed into `<out>/<name>/`; returns the rows and
     per-cell statistics. The folder defaults to `<config name>-<spec digest>`, so the same call
     again continues the same sweep."""
-    longest = config_lib.MAX_NAME_LENGTH
-    if name is not None and not (
-        re.fullmatch(config_lib.NAME_PATTERN, name) and len(name) <= longest
-    ):
-        # One folder inside `out`, named like a run: `../x` or `a/b` would put it elsewhere.
-        raise UsageError(
-            f"--name {name!r}: expected one folder name of letters, digits, '.', '_' and '-', "
-            f"starting with a letter or digit, e.g. lr-sweep (at most {longest} characters)"
-        )
+    if name is not None and not config_lib.is_folder_name(name):
+        raise UsageError(f"--name {name!r}: expected {config_lib.NAME_RULE}")
     runs.check_name_lengths(Path(out), "--out")
     grid = dict(grid or {})
     fixed = {o.key for o in config_lib.as_overrides(overrides)}

@@ -85,7 +85,7 @@ def test_a_config_file_name_becomes_a_valid_run_name(
     assert load([write(tmp_path, file_name, "train: {epochs: 10}\n")]).name == name
     # A name the user sets is theirs: it is checked, not rewritten.
     explicit = write(tmp_path, "explicit.yaml", "name: my conf\n")
-    assert problems_of([explicit])[0].startswith(f"{explicit}: name: string should match pattern")
+    assert problems_of([explicit])[0].startswith(f"{explicit}: name: expected one folder name")
 
 
 def test_an_empty_section_in_a_later_file_resets_nothing(tmp_path: Path) -> None:
@@ -215,7 +215,7 @@ def test_unknown_section_suggests_the_right_one(tmp_path: Path) -> None:
             "schedule.milestones: must increase strictly",
         ),
         ({"finder.start_lr": 20}, "finder.start_lr: must be less than finder.end_lr (10)"),
-        ({"name": "a b"}, "name: string should match pattern"),
+        ({"name": "a b"}, "name: expected one folder name of letters, digits, '.', '_' and '-'"),
     ],
 )
 def test_each_bad_value_is_named(overrides: dict, expected: str) -> None:

@@ -940,7 +940,7 @@ CASES = {
         lambda ws, c: ["sweep", "--config", str(c), "--name", "../../escape"],
         2,
         "--name '../../escape': expected one folder name of letters, digits, '.', '_' and '-', "
-        "starting with a letter or digit, e.g. lr-sweep",
+        "starting with a letter or digit, e.g. w16-lr0.4 (at most 227 characters)",
     ),
     "compare: neither a run nor a sweep": Case(
         lambda ws, c: ["compare", str(ws), "--png", str(ws / "c.png")],
@@ -1036,12 +1036,13 @@ CASES = {
     "config: a name too long for a run folder": Case(
         lambda ws, c: train(ws, c, "--set", "name=" + "a" * 300),
         2,
-        "--set: name: string should have at most 227 characters",
+        "--set: name: expected one folder name of letters, digits, '.', '_' and '-', starting "
+        "with a letter or digit, e.g. w16-lr0.4 (at most 227 characters) (got 'aaa",
     ),
     "sweep: a --name too long for a folder": Case(
         lambda ws, c: ["sweep", "--config", str(c), "--name", "a" * 300, "--out", str(ws / "sw")],
         2,
-        "e.g. lr-sweep (at most 227 characters)",
+        "--name 'aaaaaaaaaa",
     ),
     "config: an empty path": Case(
         lambda ws, c: show(ws, "--set", 'data.root=""'),
