@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import memory
 from .config import Config
 from .data import Dataset, load_dataset
 from .errors import ConfigError, UsageError, describe
@@ -293,6 +294,15 @@ def build(cfg: Config, log: Log = lambda _: None) -> Setup:
                 f"({len(dataset.train)} images)"
             ]
         )
+    # Before the loaders copy the data to the device and the model allocates: a step that cannot
+    # fit stops here with the keys to change, not by the kernel's OOM killer without a word.
+    memory.check_fits(
+        cfg.model.width,
+        len(dataset.classes),
+        cfg.train.batch_size,
+        dtype != torch.float32,
+        device,
+    )
     normalizer = Normalizer.fit(dataset.train.images)
     layout = {"dtype": batch_dtype(device, dtype), "channels_last": cfg.train.channels_last}
     train_loader = TrainLoader(

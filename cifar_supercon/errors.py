@@ -50,6 +50,10 @@ class DataError(SuperconError):
     """The data set is missing, unreadable or malformed."""
 
 
+class InsufficientMemory(SuperconError):
+    """The configured model and batch cannot fit in the device's memory."""
+
+
 class CheckpointError(SuperconError):
     """A checkpoint is missing, truncated, unsafe or does not fit the model."""
 

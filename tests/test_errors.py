@@ -30,7 +30,7 @@ from conftest import REPO, run_cli, tiny_config, wait_for, write_image_folder
 from PIL import Image
 from typer.testing import CliRunner
 
-from cifar_supercon import api, runs
+from cifar_supercon import api, memory, runs
 from cifar_supercon import config as config_lib
 from cifar_supercon.cli import app
 
@@ -917,6 +917,14 @@ CASES = {
         lambda ws, c: ["train", "--config", str(c), "--lr-max", "auto", "--lr-min", "20"],
         2,
         "schedule.lr_min: must be less than finder.end_lr (10), the largest lr_max",
+    ),
+    "train: a model and batch too large for the memory": Case(
+        lambda ws, c: train(ws, c, "--set", "model.width=256"),
+        1,
+        "model.width=256, train.batch_size=16: a training step needs at least 1.4 GiB (weights, "
+        "gradients, momentum and activations), this machine has 1.0 GiB free; lower model.width "
+        "or train.batch_size",
+        prepare=lambda ws, mp: mp.setattr(memory, "available_bytes", lambda _device: memory.GIB),
     ),
     "train: --lr-max auto finds less than the lr_min given": Case(
         lambda ws, c: train(
