@@ -67,3 +67,13 @@ def test_available_memory_on_linux_is_meminfo_within_the_cgroup(tmp_path: Path) 
     (v1 / "memory" / "memory.limit_in_bytes").write_text(str(4 * memory.GIB))
     assert memory._cgroup_headroom(v1) == 4 * memory.GIB - 1
     assert memory._cgroup_headroom(tmp_path / "none") is None
+
+
+def test_the_check_leaves_the_random_state_alone() -> None:
+    # A run's weights come from the global generator right after the check; measuring (the
+    # first call in a process builds two models) must not move it.
+    memory._measured.cache_clear()
+    torch.manual_seed(0)
+    before = torch.random.get_rng_state()
+    memory.check_fits(4, 10, 16, False, torch.device("cpu"))
+    assert torch.equal(torch.random.get_rng_state(), before)
