@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .errors import InsufficientMemory
-from .model import ResNet9, analytic_parameter_count
+from .model import analytic_parameter_count, probe
 
 GIB = 2**30
 FP32_COPIES = 3  # weights, gradients, SGD's momentum buffers
@@ -33,13 +33,8 @@ def saved_bytes_per_image(width: int, num_classes: int) -> int:
 
 @functools.lru_cache
 def _measured(width: int, num_classes: int) -> int:
-    """Bytes of the tensors autograd saves for one image, parameters excluded (counted apart).
-
-    The throwaway model's initialisation draws from the global generator: the draw is undone, or
-    a run's weights would depend on whether this process had measured before (it is cached).
-    """
-    with torch.random.fork_rng(devices=[]):
-        model = ResNet9(width, num_classes).train()
+    """Bytes of the tensors autograd saves for one image, parameters excluded (counted apart)."""
+    model = probe(width, num_classes).train()
     parameters = {p.data_ptr() for p in model.parameters()}
     kept: dict[int, int] = {}
 

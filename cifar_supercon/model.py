@@ -62,6 +62,13 @@ class ResNet9(nn.Module):
         return torch.softmax(self(x), dim=1)
 
 
+def probe(width: int, num_classes: int = NUM_CLASSES) -> ResNet9:
+    """A model to measure (shapes, saved activations), not to train: its initialisation does not
+    draw from the global generator, so a run's weights never depend on what was measured before."""
+    with torch.random.fork_rng(devices=[]):
+        return ResNet9(width, num_classes)
+
+
 def analytic_parameter_count(width: int, num_classes: int = NUM_CLASSES) -> int:
     """Weights of every conv (3x3, no bias), BN (scale + shift) and the bias-free linear head."""
     w = width

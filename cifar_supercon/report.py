@@ -20,7 +20,7 @@ from torch import nn
 from . import plots, runs
 from . import schedule as schedule_lib
 from .config import Config
-from .model import IMAGE_SIZE, NUM_CLASSES, ResNet9
+from .model import IMAGE_SIZE, NUM_CLASSES, probe
 from .text import table_row
 
 TRIANGLE_CYCLES = 3  # cycles drawn for the CLR triangle
@@ -37,7 +37,7 @@ class Layer:
 def layers(width: int, num_classes: int = NUM_CLASSES) -> list[Layer]:
     """ResNet-9's stages with their output shapes, measured by running one image through a
     fresh model on the CPU (shapes and parameter counts do not depend on the weights)."""
-    model = ResNet9(width, num_classes).eval()
+    model = probe(width, num_classes).eval()
     w = width
     stages: list[tuple[str, str, nn.Module]] = [
         ("prep", f"conv 3x3, 3 -> {w}, BN, ReLU", model.prep),

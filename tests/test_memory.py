@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cifar_supercon import memory
+from cifar_supercon import memory, report
 from cifar_supercon.errors import InsufficientMemory
 from cifar_supercon.model import analytic_parameter_count
 
@@ -76,4 +76,5 @@ def test_the_check_leaves_the_random_state_alone() -> None:
     torch.manual_seed(0)
     before = torch.random.get_rng_state()
     memory.check_fits(4, 10, 16, False, torch.device("cpu"))
+    report.layers(4)  # the report's layer table measures a model too
     assert torch.equal(torch.random.get_rng_state(), before)
