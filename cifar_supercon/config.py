@@ -205,7 +205,9 @@ class FinderConfig(Section):
     smoothing: float = Field(0.9, ge=0, lt=1)  # EMA factor of the loss, per step
     diverge: float = Field(4.0, gt=1)  # stop when the running loss exceeds this x the best
     # How to read the curve: the methods of suggest.py
-    suggest: Literal["floor", "middle", "bounds", "edge", "steepest", "valley", "minimum"] = "floor"
+    suggest: Literal["floor", "middle", "bounds", "edge", "steepest", "valley", "minimum"] = (
+        "middle"
+    )
     tolerance: float = Field(0.1, gt=0, lt=1)  # share of the loss drop marking the edges
     div_factor: float = Field(100.0, gt=1)  # lr_min = lr_max / div_factor, if not from the curve
     momentum: Momentum | None = None  # None: schedule.momentum_max

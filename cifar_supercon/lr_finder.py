@@ -91,7 +91,7 @@ class FinderReport:
     curves: list[Curve]  # one per weight decay, in the order given
     suggestions: list[dict[str, Suggestion | None]]  # per curve: every method's reading
     choices: dict[str, Choice | None]  # per method: the weight decay its rule picks, and its lrs
-    method: str  # the method whose choice is used (finder.suggest, or `floor` as a fallback)
+    method: str  # the method whose choice is used (finder.suggest, or the default as a fallback)
 
     @property
     def chosen(self) -> Choice:
@@ -179,7 +179,8 @@ def find_in_setup(setup: Setup, progress: bool = False, log: Log = lambda _: Non
     suggestions, choices = read_curves(
         curves, cfg.tolerance, cfg.div_factor, flat_steps(cfg.smoothing)
     )
-    method = cfg.suggest if choices[cfg.suggest] is not None else "floor"
+    fallback = type(cfg).model_fields["suggest"].default  # when the chosen method reads nothing
+    method = cfg.suggest if choices[cfg.suggest] is not None else fallback
     if choices[method] is None:
         longest = max(len(c.lrs) for c in curves)
         if all(c.diverged for c in curves):

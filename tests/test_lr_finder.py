@@ -247,7 +247,7 @@ def test_the_table_lists_every_method(image_folder: Path, tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     rows = [line for line in result.stdout.splitlines() if line.startswith("│")]
     methods = [row.split("│")[1].strip() for row in rows[2:]]
-    assert methods == ["floor *", "middle", "bounds", "edge", "steepest", "valley", "minimum"]
+    assert methods == ["floor", "middle *", "bounds", "edge", "steepest", "valley", "minimum"]
     assert sum("*" in row.split("│")[1] for row in rows[:2]) == 1  # the chosen weight decay
 
 

@@ -32,20 +32,20 @@ def test_grid_find_and_resume(image_folder: Path, tmp_path: Path) -> None:
         rows = list(csv.DictReader(f))
     cells = {(r["cell"], float(r["lr_max"]), float(r["lr_min"])) for r in rows}
     assert {("grid", 0.2, 0.02), ("grid", 0.2, 0.002)} < cells
-    (found,) = [c for c in cells if c[0] == "find:floor"]  # the config's finder.suggest
-    assert sorted(int(r["seed"]) for r in rows if r["cell"] == "find:floor") == [0, 1]
+    (found,) = [c for c in cells if c[0] == "find:middle"]  # the config's finder.suggest
+    assert sorted(int(r["seed"]) for r in rows if r["cell"] == "find:middle") == [0, 1]
     assert len(rows) == 3 * 2  # three cells, two seeds
     suggested = (results / "finder" / "suggested.yaml").read_text()
     assert f"lr_max: {found[1]}" in suggested
     summary = (results / "summary.md").read_text()
     header = "| cell | lr_max | lr_min | weight_decay | n | mean +- std (%) | min | median | max |"
     assert header in summary
-    assert summary.count("| grid |") == 2 and summary.count("| find:floor |") == 1
-    runs_of_found = [r for r in rows if r["cell"] == "find:floor"]
+    assert summary.count("| grid |") == 2 and summary.count("| find:middle |") == 1
+    runs_of_found = [r for r in rows if r["cell"] == "find:middle"]
     accs = [100 * float(r["test_accuracy"]) for r in runs_of_found]
     mean, std = statistics.fmean(accs), statistics.stdev(accs)
     values = " | ".join(runs_of_found[0][k] for k in ("lr_max", "lr_min", "weight_decay"))
-    assert f"| find:floor | {values} | 2 | {mean:.2f} +- {std:.2f} |" in summary
+    assert f"| find:middle | {values} | 2 | {mean:.2f} +- {std:.2f} |" in summary
     # The same command again trains nothing new; a new seed adds only its own runs.
     again = run_grid(config, image_folder, results, "--lr-max", "0.2", "--lr-min-div", "10", "100")
     assert again.returncode == 0 and "seed" not in again.stdout.split("| cell |")[0]
