@@ -195,6 +195,19 @@ def find_in_setup(setup: Setup, progress: bool = False, log: Log = lambda _: Non
             f"{cfg.start_lr:g} to finder.end_lr = {cfg.end_lr:g}; raise finder.end_lr or "
             "finder.num_iters"
         )
+    index = choices[method][0]  # type: ignore[index]
+    chosen = curves[index]
+    reading = suggest_lib.read(
+        chosen.smoothed, cfg.tolerance, flat_steps(cfg.smoothing), chosen.diverged
+    )
+    if reading is not None and not reading.turned_up:
+        # The valley's upper end lies beyond the sweep: readings that use it (middle, bounds,
+        # edge) see only its part inside, and come out too low.
+        log(
+            f"warning: the loss was still within {cfg.tolerance:g} of its drop of its lowest "
+            f"at finder.end_lr = {cfg.end_lr:g}, so the range test did not see where it turns "
+            "up; raise finder.end_lr"
+        )
     return FinderReport(curves, suggestions, choices, method)
 
 

@@ -80,7 +80,7 @@ def check_fits(
     raise InsufficientMemory(
         f"model.width={width}, train.batch_size={batch_size}: a training step needs at least "
         f"{_gib(needed)} (weights, gradients, momentum and activations), {where} has {_gib(free)} "
-        "free; lower model.width or train.batch_size"
+        "free; free memory, or lower model.width or train.batch_size (in a new run)"
     )
 
 
@@ -99,10 +99,17 @@ def _meminfo_available(meminfo: Path) -> int | None:
 
 
 def _cgroup_headroom(root: Path) -> int | None:
-    """Limit minus usage of this process's memory cgroup (v2, or v1's names), if it has one."""
-    for limit_file, usage_file in (
-        ("memory.max", "memory.current"),
-        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"),
+    """Limit minus the working set of this process's memory cgroup (v2, or v1's names), if it has
+    one. The cgroup's usage counts the page cache, which the kernel reclaims before it kills;
+    its inactive part is taken off, as container runtimes do for their working set."""
+    for limit_file, usage_file, stat_file, inactive_key in (
+        ("memory.max", "memory.current", "memory.stat", "inactive_file"),
+        (
+            "memory/memory.limit_in_bytes",
+            "memory/memory.usage_in_bytes",
+            "memory/memory.stat",
+            "total_inactive_file",
+        ),
     ):
         try:
             limit = (root / limit_file).read_text().strip()
@@ -111,5 +118,17 @@ def _cgroup_headroom(root: Path) -> int | None:
             continue
         if limit == "max" or int(limit) >= 2**60:  # no limit (v1 writes a huge number)
             return None
-        return max(int(limit) - usage, 0)
+        return max(int(limit) - usage + _stat_value(root / stat_file, inactive_key), 0)
     return None
+
+
+def _stat_value(stat: Path, key: str) -> int:
+    """One counter of a cgroup's memory.stat, 0 where the file or the key is missing."""
+    try:
+        for line in stat.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0

@@ -922,8 +922,8 @@ CASES = {
         lambda ws, c: train(ws, c, "--set", "model.width=256"),
         1,
         "model.width=256, train.batch_size=16: a training step needs at least 1.4 GiB (weights, "
-        "gradients, momentum and activations), this machine has 1.0 GiB free; lower model.width "
-        "or train.batch_size",
+        "gradients, momentum and activations), this machine has 1.0 GiB free; free memory, or "
+        "lower model.width or train.batch_size (in a new run)",
         prepare=lambda ws, mp: mp.setattr(memory, "available_bytes", lambda _device: memory.GIB),
     ),
     "train: --lr-max auto finds less than the lr_min given": Case(

@@ -15,7 +15,7 @@ import yaml
 from conftest import REPO, tiny_config
 from typer.testing import CliRunner
 
-from cifar_supercon import api, cli, engine, lr_finder, runs
+from cifar_supercon import api, cli, engine, lr_finder, runs, suggest
 from cifar_supercon import config as config_lib
 from cifar_supercon.cli import app
 
@@ -288,3 +288,25 @@ def test_lr_max_auto_also_chooses_the_weight_decay(image_folder: Path, tmp_path:
     )
     groups = runs.load_checkpoint(run / "checkpoints" / "last.pt")["optimizer"]["param_groups"]
     assert [g["weight_decay"] for g in groups] == [fragment["optim"]["weight_decay"]]
+
+
+def test_a_sweep_that_ends_on_the_floor_says_so(image_folder: Path, tmp_path: Path) -> None:
+    # A sweep that stops while the loss is still near its lowest never saw the valley's upper
+    # end: middle, bounds and edge read too low, and the user is told to raise finder.end_lr.
+    config = tmp_path / "tiny.yaml"
+    cfg = tiny_config(
+        image_folder, tmp_path / "runs", finder={"num_iters": 15, "start_lr": 1e-3, "end_lr": 0.3}
+    )
+    config.write_text(config_lib.to_yaml(cfg))
+    result = CliRunner().invoke(app, ["find-lr", "--config", str(config), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    (run,) = (tmp_path / "runs").iterdir()
+    rows = (run / "lr_finder.csv").read_text().splitlines()[1:]
+    smoothed = [float(row.split(",")[2]) for row in rows]
+    reading = suggest.read(smoothed, 0.1, lr_finder.flat_steps(cfg.finder.smoothing))
+    assert reading is not None and not reading.turned_up  # the premise, from the written curve
+    warning = (
+        "warning: the loss was still within 0.1 of its drop of its lowest at finder.end_lr = 0.3, "
+        "so the range test did not see where it turns up; raise finder.end_lr"
+    )
+    assert warning in result.stdout.replace("\n", " ")

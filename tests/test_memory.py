@@ -35,7 +35,7 @@ def test_a_step_that_cannot_fit_is_refused_in_one_line(monkeypatch: pytest.Monke
     assert str(caught.value) == (
         "model.width=1024, train.batch_size=512: a training step needs at least "
         f"{memory._gib(needed)} (weights, gradients, momentum and activations), this machine "
-        "has 3.0 GiB free; lower model.width or train.batch_size"
+        "has 3.0 GiB free; free memory, or lower model.width or train.batch_size (in a new run)"
     )
     memory.check_fits(4, 10, 16, False, torch.device("cpu"))  # fits: no error
     monkeypatch.setattr(memory, "available_bytes", lambda _device: None)
@@ -57,6 +57,9 @@ def test_available_memory_on_linux_is_meminfo_within_the_cgroup(tmp_path: Path) 
     (v2 / "memory.max").write_text("8589934592\n")
     (v2 / "memory.current").write_text("1073741824\n")
     assert memory._cgroup_headroom(v2) == 7 * memory.GIB
+    # The page cache counts in the usage but is reclaimed before anything is killed.
+    (v2 / "memory.stat").write_text(f"anon 1\nfile 2\ninactive_file {memory.GIB}\nactive_file 3\n")
+    assert memory._cgroup_headroom(v2) == 8 * memory.GIB
     (v2 / "memory.max").write_text("max\n")
     assert memory._cgroup_headroom(v2) is None
     v1 = tmp_path / "v1"
@@ -66,6 +69,8 @@ def test_available_memory_on_linux_is_meminfo_within_the_cgroup(tmp_path: Path) 
     assert memory._cgroup_headroom(v1) is None
     (v1 / "memory" / "memory.limit_in_bytes").write_text(str(4 * memory.GIB))
     assert memory._cgroup_headroom(v1) == 4 * memory.GIB - 1
+    (v1 / "memory" / "memory.stat").write_text("inactive_file 5\ntotal_inactive_file 7\n")
+    assert memory._cgroup_headroom(v1) == 4 * memory.GIB + 6
     assert memory._cgroup_headroom(tmp_path / "none") is None
 
 
