@@ -111,6 +111,8 @@ class Section(BaseModel):
             expected = _expected_instead_of_bool(field.annotation)
             if expected is not None:
                 raise ValueError(f"expected {expected}, not a boolean")
+        if field is not None and field.annotation is Path and value is None:  # YAML's ~ or null
+            raise ValueError("expected a path, not null (. for this folder)")
         if field is not None and field.annotation is Path and isinstance(value, str | Path):
             if value == "":  # Path("") is the current folder, which nobody means by nothing
                 raise ValueError("expected a path, not an empty string (. for this folder)")

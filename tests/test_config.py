@@ -215,6 +215,8 @@ def test_unknown_section_suggests_the_right_one(tmp_path: Path) -> None:
             "schedule.milestones: must increase strictly",
         ),
         ({"finder.start_lr": 20}, "finder.start_lr: must be less than finder.end_lr (10)"),
+        ({"data.root": None}, "data.root: expected a path, not null (. for this folder)"),
+        ({"out": None}, "out: expected a path, not null (. for this folder)"),
         ({"name": "a b"}, "name: expected one folder name of letters, digits, '.', '_' and '-'"),
     ],
 )
