@@ -8,6 +8,7 @@ set the key.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import itertools
 import re
@@ -95,6 +96,17 @@ def _expected_instead_of_bool(annotation: Any) -> str | None:
     return next((what for kinds, what in _EXPECTED if _accepts(kinds, annotation)), None)
 
 
+def _yaml_kind(value: Any) -> str:
+    """What YAML made of an unquoted scalar, in words."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, datetime.date):  # a datetime is a date too
+        return "a date"
+    return "null" if value is None else f"a {type(value).__name__}"
+
+
 class Section(BaseModel):
     # Non-finite numbers (.inf, .nan in YAML) are refused where they are given, not at the first
     # NaN of a run.
@@ -111,6 +123,12 @@ class Section(BaseModel):
             expected = _expected_instead_of_bool(field.annotation)
             if expected is not None:
                 raise ValueError(f"expected {expected}, not a boolean")
+        if field is not None and field.annotation is str and not isinstance(value, str):
+            # YAML reads 2024-01-01 as a date, 1_000 as the number 1000 and yes as true: the
+            # text as typed is gone by now, so ask for quotes instead of guessing it back.
+            raise ValueError(
+                f"expected text, not {_yaml_kind(value)}; quote it, e.g. {info.field_name}: '...'"
+            )
         if field is not None and field.annotation is Path and value is None:  # YAML's ~ or null
             raise ValueError("expected a path, not null (. for this folder)")
         if field is not None and field.annotation is Path and isinstance(value, str | Path):
@@ -627,7 +645,9 @@ def _describe(error: Mapping[str, Any]) -> tuple[str, str]:
         return key, "expected a mapping of keys to values"
     if not loc:  # a check across keys: its message names them; the input is the whole config
         return key, message
-    return key, f"{message} (got {error['input']!r})"
+    given = error["input"]
+    shown = given.isoformat() if isinstance(given, datetime.date) else repr(given)  # as in YAML
+    return key, f"{message} (got {shown})"
 
 
 def as_overrides(overrides: Sequence[Override] | Mapping[str, Any]) -> list[Override]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import pytest
@@ -217,6 +218,13 @@ def test_unknown_section_suggests_the_right_one(tmp_path: Path) -> None:
         ({"finder.start_lr": 20}, "finder.start_lr: must be less than finder.end_lr (10)"),
         ({"data.root": None}, "data.root: expected a path, not null (. for this folder)"),
         ({"out": None}, "out: expected a path, not null (. for this folder)"),
+        (
+            {"name": datetime.date(2024, 1, 1)},
+            "name: expected text, not a date; quote it, e.g. name: '...' (got 2024-01-01)",
+        ),
+        ({"name": 1000}, "name: expected text, not a number; quote it, e.g. name: '...'"),
+        ({"name": True}, "name: expected a string, not a boolean"),
+        ({"name": None}, "name: expected text, not null; quote it"),
         ({"name": "a b"}, "name: expected one folder name of letters, digits, '.', '_' and '-'"),
     ],
 )

@@ -1041,6 +1041,11 @@ CASES = {
         "laughs.yaml: more than 10,000 values once its aliases are expanded",
         prepare=laughs_yaml,
     ),
+    "config: a name YAML reads as a date or a number": Case(
+        lambda ws, c: train(ws, c, "--set", "name=2024-01-01"),
+        2,
+        "--set: name: expected text, not a date; quote it, e.g. name: '...' (got 2024-01-01)",
+    ),
     "config: a name too long for a run folder": Case(
         lambda ws, c: train(ws, c, "--set", "name=" + "a" * 300),
         2,
