@@ -28,7 +28,7 @@ from .engine import Setup, restored, set_weight_decay
 from .errors import SuperconError
 from .progress import Heartbeat, progress_bar
 from .schedule import LrMomentum, set_lr_momentum
-from .suggest import Suggestion
+from .suggest import Reading, Suggestion
 
 METHODS = suggest_lib.METHODS
 
@@ -114,8 +114,9 @@ class FinderReport:
 
 def read_curves(
     curves: Sequence[Curve], tolerance: float, div_factor: float, flat_steps: int
-) -> tuple[list[dict[str, Suggestion | None]], dict[str, Choice | None]]:
-    """Each curve's suggestions, and per method the curve (weight decay) Smith's rule picks."""
+) -> tuple[list[Reading | None], list[dict[str, Suggestion | None]], dict[str, Choice | None]]:
+    """Each curve's reading and suggestions, and per method the curve (weight decay) Smith's
+    rule picks."""
     readings = [suggest_lib.read(c.smoothed, tolerance, flat_steps, c.diverged) for c in curves]
     suggestions = [
         suggest_lib.from_reading(c.lrs, c.smoothed, reading, div_factor)
@@ -132,7 +133,7 @@ def read_curves(
         index = suggest_lib.pick_curve(minima, drops, lr_maxes, tolerance)
         # pick_curve only picks a curve that has a suggestion: picks[index] is one
         choices[method] = None if index is None else (index, picks[index])  # type: ignore[assignment]
-    return suggestions, choices
+    return readings, suggestions, choices
 
 
 def _sweep_setup(setup: Setup, weight_decay: float, progress: bool, log: Log) -> Curve:
@@ -176,7 +177,7 @@ def find_in_setup(setup: Setup, progress: bool = False, log: Log = lambda _: Non
     cfg = setup.cfg.finder
     decays = list(cfg.weight_decays or [setup.cfg.optim.weight_decay])
     curves = [_sweep_setup(setup, wd, progress, log) for wd in decays]
-    suggestions, choices = read_curves(
+    readings, suggestions, choices = read_curves(
         curves, cfg.tolerance, cfg.div_factor, flat_steps(cfg.smoothing)
     )
     fallback = type(cfg).model_fields["suggest"].default  # when the chosen method reads nothing
@@ -195,11 +196,7 @@ def find_in_setup(setup: Setup, progress: bool = False, log: Log = lambda _: Non
             f"{cfg.start_lr:g} to finder.end_lr = {cfg.end_lr:g}; raise finder.end_lr or "
             "finder.num_iters"
         )
-    index = choices[method][0]  # type: ignore[index]
-    chosen = curves[index]
-    reading = suggest_lib.read(
-        chosen.smoothed, cfg.tolerance, flat_steps(cfg.smoothing), chosen.diverged
-    )
+    reading = readings[choices[method][0]]  # type: ignore[index]
     if reading is not None and not reading.turned_up:
         # The valley's upper end lies beyond the sweep: readings that use it (middle, bounds,
         # edge) see only its part inside, and come out too low.

@@ -92,7 +92,7 @@ def test_least_squares_stop_point_and_suggestions() -> None:
     curve = lr_finder.range_test(problem.train_once, lrs, smoothing=0.95, diverge=4.0)
     assert curve.diverged
     assert limit < curve.lrs[-1] < 10 * limit
-    _, choices = lr_finder.read_curves([curve], 0.1, 10.0, lr_finder.flat_steps(0.95))
+    _, _, choices = lr_finder.read_curves([curve], 0.1, 10.0, lr_finder.flat_steps(0.95))
     for method, choice in choices.items():
         assert choice is not None, method
         assert choice[1].lr_min < choice[1].lr_max / 3
