@@ -729,6 +729,6 @@ def config_show(
 
 def main() -> None:
     """Run the command line (entry.main, the console script, handles signals around it: SIGTERM
-    stops every command the way Ctrl-C does, one line and exit code 130; a training run saves its
-    checkpoint first)."""
+    and SIGHUP stop every command the way Ctrl-C does, one line and exit code 130; a training
+    run saves its checkpoint first)."""
     app(prog_name="supercon")

@@ -206,7 +206,7 @@ class TrainConfig(Section):
         "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"
     ] = "default"
     # last.pt is written after an epoch once this many seconds passed since the previous save,
-    # and always after the last epoch and on SIGINT/SIGTERM; 0 = after every epoch.
+    # and always after the last epoch and on SIGINT/SIGTERM/SIGHUP; 0 = after every epoch.
     checkpoint_seconds: float = Field(60.0, ge=0)
     eval_every: int = Field(1, ge=1)  # epochs between test evaluations (the last is always run)
     tta_flip: bool = False  # average the logits of each test image and its mirror

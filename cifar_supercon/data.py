@@ -12,7 +12,6 @@ import hashlib
 import multiprocessing
 import os
 import pickle
-import signal
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -258,11 +257,16 @@ def _decode_folder(root: Path, listing: Listing, log: Log) -> tuple[Split, Split
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
     workers = {"max_workers": os.cpu_count() or 1, "mp_context": context}
-    # Workers hold nothing worth saving: if this process dies, they die at once too.
-    with ProcessPoolExecutor(
-        **workers, initializer=processes.die_with_parent, initargs=(signal.SIGKILL,)
-    ) as pool:
-        return *_decode_splits(listing, pool.map), classes
+    pool = ProcessPoolExecutor(**workers, initializer=processes.follow_parent)
+
+    def start_decoding(decode: Callable, chunks: list) -> Iterable[np.ndarray]:
+        with processes.stops_deferred():  # workers start here (all of them, under fork)
+            return pool.map(decode, chunks)  # submits every chunk now; results come lazily
+
+    try:
+        return *_decode_splits(listing, start_decoding), classes
+    finally:  # a stop or a bad image: the chunks not yet started are dropped, not decoded
+        pool.shutdown(cancel_futures=True)
 
 
 def _decode_splits(

@@ -1,5 +1,5 @@
-"""The `supercon` console script. Ctrl-C and SIGTERM give one line and exit 130 from the first
-instant, including the seconds that importing torch takes."""
+"""The `supercon` console script. Ctrl-C, SIGTERM and SIGHUP give one line and exit 130 from the
+first instant, including the seconds that importing torch takes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from . import processes
 from .errors import STOPPED_BY_SIGNAL, Interrupted
 
 STOPPED = f"stopped: {STOPPED_BY_SIGNAL}\n"
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _stop_while_starting(signum: int, frame: FrameType | None) -> None:
@@ -23,16 +22,13 @@ def _stop_while_starting(signum: int, frame: FrameType | None) -> None:
 
 
 def main() -> None:
-    previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
-    for sig, handler in previous.items():
-        if handler is not signal.SIG_IGN:  # a signal the caller ignores stays ignored
-            signal.signal(sig, _stop_while_starting)
+    previous = {sig: signal.signal(sig, _stop_while_starting) for sig in processes.heeded()}
     from .cli import main as run_command_line  # imports torch: seconds
 
     for sig, handler in previous.items():
         signal.signal(sig, handler)
     try:
-        with processes.sigterm_as_interrupt():
+        with processes.signals_as_interrupt():
             run_command_line()
     except KeyboardInterrupt:
         sys.stderr.write(STOPPED)
@@ -40,5 +36,5 @@ def main() -> None:
     finally:
         # The command is over and has said so; a signal during the interpreter's teardown (a
         # second or more with torch loaded) must not turn its exit code into a silent death.
-        for sig in SIGNALS:
+        for sig in processes.STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-STOPPED_BY_SIGNAL = "interrupted (Ctrl-C or SIGTERM)"  # a stop outside a run's own checkpointing
+# A stop outside a run's own checkpointing.
+STOPPED_BY_SIGNAL = "interrupted (Ctrl-C, SIGTERM or SIGHUP)"
 
 
 def first_line(error: BaseException) -> str:
@@ -75,7 +76,7 @@ class TrainingDiverged(SuperconError):
 
 
 class Interrupted(SuperconError):
-    """SIGINT/SIGTERM: the run saved a checkpoint and can be resumed (exit code 130).
+    """SIGINT/SIGTERM/SIGHUP: the run saved a checkpoint and can be resumed (exit code 130).
 
     `reason` says what stopped where; `resume` is the run to continue, which the CLI turns into a
     command that runs as printed from where the user is.

@@ -60,7 +60,7 @@ class Local:
 
     def run(self, work: Work, tasks: Sequence[Any], done: Done, lost: Lost) -> None:
         # A crash here ends this process too: nothing is left to hand to `lost`.
-        with processes.sigterm_as_interrupt():
+        with processes.signals_as_interrupt():
             for i, task in enumerate(tasks):
                 if self.deadline is not None and time.perf_counter() > self.deadline:
                     return
@@ -125,7 +125,7 @@ class Devices:
         stop = context.Event()
         interruptible = signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
         try:
-            with processes.sigterm_as_interrupt():
+            with processes.signals_as_interrupt():
                 while queue or running:
                     while queue and free:
                         device = free.pop(0)
@@ -265,7 +265,7 @@ class Ray:
             task_of = {remote.remote(task, "cuda" if gpus else "cpu"): task for task in tasks}
             pending = list(task_of)
             try:
-                with processes.sigterm_as_interrupt():
+                with processes.signals_as_interrupt():
                     while pending:
                         finished, pending = ray.wait(pending, num_returns=1)
                         try:

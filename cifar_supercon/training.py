@@ -2,9 +2,9 @@
 
 Per step: the schedule sets lr and momentum, then one optimizer update; loss and accuracy are
 summed on the device (no host synchronisation until the epoch ends). Per epoch: evaluate, write
-metrics.csv, save checkpoints/last.pt atomically. SIGINT/SIGTERM finish the current step, save a
-checkpoint that records the position inside the epoch, and raise `Interrupted`; `--resume`
-continues from it and reproduces the uninterrupted run exactly.
+metrics.csv, save checkpoints/last.pt atomically. SIGINT/SIGTERM/SIGHUP finish the current step,
+save a checkpoint that records the position inside the epoch, and raise `Interrupted`;
+`--resume` continues from it and reproduces the uninterrupted run exactly.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 import torchvision
 
 from . import config as config_lib
-from . import engine, lr_finder, plots, runs, suggest
+from . import engine, lr_finder, plots, processes, runs, suggest
 from . import progress as progress_lib
 from . import report as report_lib
 from . import schedule as schedule_lib
@@ -72,11 +72,12 @@ class Progress:
 
 
 class StopSignal:
-    """Turns the first SIGINT/SIGTERM into a flag the loop checks after each step.
+    """Turns the first stop signal (SIGINT, SIGTERM, SIGHUP) into a flag the loop checks after
+    each step; the message names that first one.
 
     A second Ctrl-C falls through to Python's default handler: an impatient user still gets out.
-    A signal the caller ignores (SIGINT of a background job started by a script) stays ignored,
-    as it does while the program starts.
+    A signal the caller ignores (SIGINT of a background job started by a script, SIGHUP under
+    nohup) stays ignored, as it does while the program starts.
     """
 
     def __init__(self) -> None:
@@ -84,14 +85,12 @@ class StopSignal:
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.received = signal.Signals(signum).name
+        self.received = self.received or signal.Signals(signum).name
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def __enter__(self) -> StopSignal:
         if threading.current_thread() is threading.main_thread():  # signals only work there
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(sig) is not signal.SIG_IGN:
-                    self._previous[sig] = signal.signal(sig, self._handle)
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in processes.heeded()}
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -23,8 +23,9 @@ CLASSES = ("apple", "boat", "cloud")
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.Popen:
-    """`supercon ARGS` as a real process (signals, exit codes, stderr as a user sees them)."""
+def run_cli(*args: str, cwd: Path, own_group: bool = False) -> subprocess.Popen:
+    """`supercon ARGS` as a real process (signals, exit codes, stderr as a user sees them).
+    `own_group`: in a process group of its own, as a terminal's job is, to signal it whole."""
     return subprocess.Popen(
         [sys.executable, "-m", "cifar_supercon", *args],
         cwd=cwd,
@@ -32,6 +33,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=_ctrl_c_as_in_a_terminal,
+        start_new_session=own_group,
     )
 
 

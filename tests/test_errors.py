@@ -1243,18 +1243,22 @@ def test_sigterm_stops_any_command_with_one_line(
     assert process.returncode == 130, err
     (line,) = err.strip().splitlines()
     if command[0] == "find-lr":
-        assert line == "stopped: interrupted (Ctrl-C or SIGTERM)"
+        assert line == "stopped: interrupted (Ctrl-C, SIGTERM or SIGHUP)"
         assert not list((tmp_path / "runs").iterdir())  # nothing to resume: no folder left
     else:
         (run,) = [p.parent for p in (tmp_path / "runs").glob("*/config.yaml")]
-        assert line.startswith("stopped: interrupted (Ctrl-C or SIGTERM); resume with: ")
+        assert line.startswith("stopped: interrupted (Ctrl-C, SIGTERM or SIGHUP); resume with: ")
         assert line.endswith(f" train --resume {run}")
+
+
+IGNORED_BY_CALLER = (signal.SIGINT, signal.SIGHUP)
 
 
 def test_a_signal_the_caller_ignores_stays_ignored_in_training(
     image_folder: Path, tmp_path: Path
 ) -> None:
-    """A background job of a script inherits SIGINT ignored: training goes on to the end."""
+    """A background job of a script inherits SIGINT ignored, and `nohup` ignores SIGHUP:
+    training goes on to the end."""
     cfg = tiny_config(image_folder, tmp_path / "runs", train={"epochs": 12})
     (tmp_path / "tiny.yaml").write_text(config_lib.to_yaml(cfg))
     process = subprocess.Popen(
@@ -1263,7 +1267,7 @@ def test_a_signal_the_caller_ignores_stays_ignored_in_training(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        preexec_fn=lambda: [signal.signal(s, signal.SIG_IGN) for s in IGNORED_BY_CALLER],
     )
     wait_for(
         lambda: any(
@@ -1271,14 +1275,15 @@ def test_a_signal_the_caller_ignores_stays_ignored_in_training(
         )
     )
     assert process.poll() is None, "finished before the signal: make the run longer"
-    process.send_signal(signal.SIGINT)
+    for signum in IGNORED_BY_CALLER:
+        process.send_signal(signum)
     _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
     (run,) = [p.parent for p in (tmp_path / "runs").glob("*/summary.json")]
     assert len(runs.read_metrics(run)) == 12
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_while_starting_is_one_line(signum: int, tmp_path: Path) -> None:
     """Importing torch takes seconds; a signal then (here 0.5 s in) is already one line and
     exit code 130, not a KeyboardInterrupt traceback or a silent 143."""
@@ -1287,7 +1292,7 @@ def test_a_signal_while_starting_is_one_line(signum: int, tmp_path: Path) -> Non
     process.send_signal(signum)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
-    assert err.strip().splitlines() == ["stopped: interrupted (Ctrl-C or SIGTERM)"]
+    assert err.strip().splitlines() == ["stopped: interrupted (Ctrl-C, SIGTERM or SIGHUP)"]
     assert out == ""
 
 
@@ -1512,6 +1517,29 @@ def test_decoding_workers_die_with_their_parent(tmp_path: Path) -> None:
     wait_for(decoding, timeout=120)
     process.kill()
     process.wait()
+    wait_for(lambda: not [pid for pid in children if _running(pid)], timeout=10)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["Ctrl-C", "hangup"])
+def test_a_signal_to_the_whole_job_while_decoding_is_one_line(signum: int, tmp_path: Path) -> None:
+    """A terminal's Ctrl-C or hangup reaches every process of the job, the decoding workers
+    too: the command says so once (no worker traceback), exits 130 and leaves no worker."""
+    root = write_image_folder(tmp_path / "big", train_per_class=2500, test_per_class=10)
+    cfg = tiny_config(root, tmp_path / "runs")
+    (tmp_path / "big.yaml").write_text(config_lib.to_yaml(cfg))
+    process = run_cli("find-lr", "--config", "big.yaml", cwd=tmp_path, own_group=True)
+    children: list[int] = []
+
+    def decoding() -> bool:
+        children[:] = _children(process.pid)
+        return len(children) > 0
+
+    wait_for(decoding, timeout=120)
+    os.killpg(process.pid, signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "stopped: interrupted (Ctrl-C, SIGTERM or SIGHUP)"
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     wait_for(lambda: not [pid for pid in children if _running(pid)], timeout=10)
 
 

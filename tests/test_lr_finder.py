@@ -233,7 +233,7 @@ def test_a_range_test_stopped_while_writing_its_results_leaves_no_folder(
     monkeypatch.setattr(lr_finder.plots, "save", interrupted_save)
     result = CliRunner().invoke(app, ["find-lr", "--config", str(config), "--no-progress"])
     assert result.exit_code == 130, result.output
-    assert result.stderr.strip() == "stopped: interrupted (Ctrl-C or SIGTERM)"
+    assert result.stderr.strip() == "stopped: interrupted (Ctrl-C, SIGTERM or SIGHUP)"
     assert sorted(p.name for p in written) == ["config.yaml", "lr_finder.csv"]  # it got there
     assert not list((tmp_path / "runs").iterdir())
 

@@ -23,7 +23,7 @@ from cifar_supercon import progress as progress_lib
 from cifar_supercon import report as report_lib
 from cifar_supercon import schedule as schedule_lib
 from cifar_supercon.errors import Interrupted, TrainingDiverged, UsageError
-from cifar_supercon.training import fit
+from cifar_supercon.training import StopSignal, fit
 
 TIMING = "epoch_seconds"
 
@@ -145,7 +145,7 @@ def stopped_run(
 
 @pytest.mark.parametrize(
     ("step", "signum"),
-    [(9, signal.SIGINT), (10, signal.SIGTERM), (15, signal.SIGINT)],
+    [(9, signal.SIGINT), (10, signal.SIGTERM), (15, signal.SIGHUP)],
     ids=["mid-epoch-2", "end-of-epoch-2", "mid-epoch-3"],
 )
 def test_interrupted_run_resumes_to_identical_metrics(
@@ -174,6 +174,14 @@ def test_interrupted_run_resumes_to_identical_metrics(
     summary = api.train(resume=run, log=lambda _: None)
     assert comparable(runs.read_metrics(run)) == comparable(reference["rows"])
     assert summary["test_accuracy"] == reference["summary"]["test_accuracy"]
+
+
+def test_the_first_stop_signal_is_the_one_named() -> None:
+    """SIGTERM, then SIGHUP as the terminal closes: the stop was the SIGTERM, and says so."""
+    with StopSignal() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGHUP)
+    assert stop.received == "SIGTERM"
 
 
 def test_a_damaged_metrics_csv_does_not_block_a_resume(reference: dict, tmp_path: Path) -> None:
