@@ -141,14 +141,16 @@ def fit(
     last_saved = time.perf_counter()
 
     def save_checkpoints() -> None:
-        """last.pt, and best.pt if a better epoch came since the previous save."""
+        """best.pt if a better epoch came since the previous save, then last.pt. In this order a
+        kill between the two cannot leave a last.pt that records a best epoch whose best.pt
+        never landed: the resume replays that epoch and writes best.pt again."""
         nonlocal best_pending, last_saved
         start = time.perf_counter()
         state.wall_seconds = prior_wall + start - session_start
-        runs.save_checkpoint(last_path, _payload(setup, scheduler, state))
         if best_pending is not None:
             runs.save_checkpoint(best_path, best_pending)
             best_pending = None
+        runs.save_checkpoint(last_path, _payload(setup, scheduler, state))
         last_saved = time.perf_counter()
         state.checkpoint_seconds += last_saved - start
 

@@ -184,6 +184,41 @@ def test_the_first_stop_signal_is_the_one_named() -> None:
     assert stop.received == "SIGTERM"
 
 
+class Killed(BaseException):
+    """A SIGKILL at a chosen moment: nothing of the run's own handling runs."""
+
+
+@pytest.mark.parametrize("write", range(1, 5))  # the reference run writes 4 files
+def test_a_kill_at_any_checkpoint_write_keeps_best_pt_true(
+    reference: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write: int
+) -> None:
+    """Killed as the `write`-th checkpoint file was about to land: once resumed, best.pt exists
+    and holds the epoch with the accuracy the summary calls best."""
+    cfg = config_lib.load([], {"out": str(tmp_path)}, base=reference["cfg"])
+    run = new_run(cfg)
+    save, writes = runs.save_checkpoint, []
+
+    def killed_at_write(path: Path, payload: dict) -> None:
+        writes.append(path.name)
+        if len(writes) == write:
+            raise Killed
+        save(path, payload)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runs, "save_checkpoint", killed_at_write)
+        with pytest.raises(Killed):
+            fit(cfg, run)
+    summary = api.train(resume=run, log=lambda _: None)
+    best = runs.load_checkpoint(run / "checkpoints" / "best.pt")
+    assert best["progress"]["best_accuracy"] == summary["best_test_accuracy"]
+    rows = runs.read_metrics(run)
+    assert (
+        float(rows[best["progress"]["epochs_done"] - 1]["test_acc"])
+        == best["progress"]["best_accuracy"]
+    )
+    assert comparable(rows) == comparable(reference["rows"])
+
+
 def test_a_damaged_metrics_csv_does_not_block_a_resume(reference: dict, tmp_path: Path) -> None:
     """last.pt carries the run's rows; metrics.csv is a copy for people, rewritten on resume."""
     cfg = config_lib.load([], {"out": str(tmp_path)}, base=reference["cfg"])
