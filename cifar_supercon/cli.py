@@ -7,7 +7,9 @@ line each on stderr; `--debug` shows the traceback instead.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
+import os
 import shlex
 import shutil
 import sys
@@ -38,9 +40,23 @@ from .errors import (
 )
 from .text import one_line
 
-# Nothing printed to stdout is markup: class folder names, paths and grid values show as they
-# are (a class folder `[bold]cat` printed as a bold `cat`).
-out_console = Console(soft_wrap=True, highlight=False, markup=False)
+
+class _Output(Console):
+    """Standard output. When its reader goes away (`supercon train ... | head -1`) the command
+    goes on without it, saying so once on stderr: a training run is not lost to a closed pipe
+    (Ctrl-C still stops it the usual way, checkpoint saved)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # later writes, ours or Python's at exit, vanish
+        os.close(devnull)
+        err_console.print("[bold yellow]warning:[/] standard output closed; going on without it")
+
+
+# Nothing printed to stdout is markup or emoji codes: class folder names, paths and grid values
+# show as they are (a class folder `[bold]cat` printed as a bold `cat`, `:cat:` as an emoji).
+out_console = _Output(soft_wrap=True, highlight=False, markup=False, emoji=False)
 err_console = Console(stderr=True, soft_wrap=True, highlight=False)
 # typer >= 0.2x vendors click; older releases use click itself: find the class either way.
 ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -724,11 +740,16 @@ def config_show(
             set_, epochs, peak_epoch, lr_max, lr_min, batch_size, seed, device, data_dir, out
         )
         cfg = api.resolve_config(config, overrides)
-        sys.stdout.write(config_lib.to_yaml(cfg))
+        out_console.print(config_lib.to_yaml(cfg), end="")
 
 
 def main() -> None:
     """Run the command line (entry.main, the console script, handles signals around it: SIGTERM
     and SIGHUP stop every command the way Ctrl-C does, one line and exit code 130; a training
     run saves its checkpoint first)."""
+    for stream in (sys.stdout, sys.stderr):
+        # A path or class name the terminal's encoding cannot show (LANG=C, PYTHONIOENCODING=
+        # ascii) is printed escaped (\xfc), never the end of a run.
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     app(prog_name="supercon")

@@ -1296,6 +1296,39 @@ def test_a_signal_while_starting_is_one_line(signum: int, tmp_path: Path) -> Non
     assert out == ""
 
 
+def test_a_closed_stdout_does_not_stop_a_run(image_folder: Path, tmp_path: Path) -> None:
+    """`supercon train ... | head -1`: the reader goes away; the run goes on to its end and
+    says once, on stderr, that its output is dropped."""
+    cfg = tiny_config(image_folder, tmp_path / "runs")
+    (tmp_path / "tiny.yaml").write_text(config_lib.to_yaml(cfg))
+    process = run_cli("train", "--config", "tiny.yaml", "--no-progress", cwd=tmp_path)
+    assert process.stdout is not None
+    process.stdout.readline()
+    process.stdout.close()  # as `head -1` does
+    err = process.stderr.read() if process.stderr else ""
+    assert process.wait(timeout=300) == 0, err
+    assert err.strip().splitlines() == ["warning: standard output closed; going on without it"]
+    assert len(list((tmp_path / "runs").glob("*/summary.json"))) == 1
+
+
+def test_a_path_the_terminal_cannot_show_is_printed_escaped(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    cfg = tiny_config(
+        image_folder, tmp_path / "rüns", train={"epochs": 1}, schedule={"peak_epoch": 0.5}
+    )
+    (tmp_path / "tiny.yaml").write_text(config_lib.to_yaml(cfg), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "cifar_supercon", "train", "--config", "tiny.yaml", "--no-progress"],
+        cwd=tmp_path,
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert b"r\\xfcns" in result.stdout
+    assert len(list((tmp_path / "rüns").glob("*/summary.json"))) == 1
+
+
 def test_random_kills_resume_to_the_same_metrics(image_folder: Path, tmp_path: Path) -> None:
     """SIGKILL (no chance to save) at random moments, three times; each resume continues from
     the last checkpoint that landed, and the final metrics equal an uninterrupted run's."""
