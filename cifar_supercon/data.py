@@ -12,6 +12,7 @@ import hashlib
 import multiprocessing
 import os
 import pickle
+import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -233,16 +234,26 @@ def _decode_chunk(paths: list[str]) -> np.ndarray:
     """Decode images into one (N, 32, 32, 3) uint8 array (runs in a worker process)."""
     out = np.empty((len(paths), 32, 32, 3), dtype=np.uint8)
     for i, path in enumerate(paths):
-        try:
-            with Image.open(path) as image:
-                image.load()
-                size, rgb = image.size, _rgb_pixels(image, path)
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise DataError(f"{path}: cannot decode the image ({e})") from None
-        if size != (32, 32):
-            raise DataError(f"{path}: image is {size[0]}x{size[1]}, expected 32x32 (CIFAR-10 size)")
-        out[i] = rgb
+        out[i] = _decode_image(path)
     return out
+
+
+def _decode_image(path: str) -> np.ndarray:
+    """One 32x32 image as (32, 32, 3) uint8. The size comes from the header, before any pixel is
+    decoded: an image of 12000x12000 is refused at once, without Pillow's two-line warning."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if (width, height) != (32, 32):
+                    raise DataError(
+                        f"{path}: image is {width}x{height}, expected 32x32 (CIFAR-10 size)"
+                    )
+                image.load()
+                return _rgb_pixels(image, path)
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise DataError(f"{path}: cannot decode the image ({e})") from None
 
 
 def _decode_folder(root: Path, listing: Listing, log: Log) -> tuple[Split, Split, tuple[str, ...]]:

@@ -61,6 +61,8 @@ def broken_folder(kind: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
             (root / "train" / "boat" / "boat_0000.png").write_bytes(b"\x89PNG not really")
         elif kind == "mixed sizes":
             Image.new("RGB", (28, 28)).save(root / "test" / "cloud" / "cloud_0000.png")
+        elif kind == "huge image":  # past Pillow's decompression-bomb warning (89M pixels)
+            Image.new("1", (12000, 12000)).save(root / "train" / "boat" / "boat_0000.png")
         elif kind == "no test split":
             for f in sorted((root / "test").rglob("*"), reverse=True):
                 f.unlink() if f.is_file() else f.rmdir()
@@ -512,6 +514,12 @@ CASES = {
         1,
         "cloud_0000.png: image is 28x28, expected 32x32",
         prepare=broken_folder("mixed sizes"),
+    ),
+    "data: a huge image": Case(
+        lambda ws, c: train(ws, c, "--data-dir", str(ws / "bad")),
+        1,
+        "boat_0000.png: image is 12000x12000, expected 32x32",
+        prepare=broken_folder("huge image"),
     ),
     "data: missing test split": Case(
         lambda ws, c: train(ws, c, "--data-dir", str(ws / "bad")),
