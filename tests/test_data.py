@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -495,3 +496,14 @@ def test_every_image_mode_decodes_to_its_rgb(tmp_path: Path) -> None:
     for (name, (_, expected)), pixels in zip(cases.items(), decoded, strict=True):
         assert np.array_equal(pixels, expected), name
     assert Image.open(tmp_path / "wide.png").mode.startswith("I")  # really a 16-bit image
+
+
+def test_a_huge_image_is_refused_by_its_header_without_a_warning(tmp_path: Path) -> None:
+    """12000x12000 is past Pillow's decompression-bomb warning: refused from its size alone,
+    as a worker decodes it, with no warning lines around the one-line error."""
+    path = tmp_path / "huge.png"
+    Image.new("1", (12000, 12000)).save(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning on the way fails the test
+        with pytest.raises(DataError, match="huge.png: image is 12000x12000, expected 32x32"):
+            data._decode_chunk([str(path)])
