@@ -505,5 +505,5 @@ def test_a_huge_image_is_refused_by_its_header_without_a_warning(tmp_path: Path)
     Image.new("1", (12000, 12000)).save(path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a warning on the way fails the test
-        with pytest.raises(DataError, match="huge.png: image is 12000x12000, expected 32x32"):
+        with pytest.raises(DataError, match=r"huge\.png: image is 12000x12000, expected 32x32"):
             data._decode_chunk([str(path)])
