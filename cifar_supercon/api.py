@@ -9,10 +9,11 @@ overrides (a mapping of dotted keys, or `Override`s), and reports through `log`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from . import config as config_lib
-from . import engine, lr_finder, plots, runs
+from . import engine, lr_finder, plots, processes, runs
 from . import schedule as schedule_lib
 from .config import Config, Override
 from .data import load_dataset
@@ -67,40 +68,43 @@ def train(
                 f"not {', '.join(fixed)}"
             )
         cfg = runs.read_config(run, overrides)
-        with runs.locked(run):
+        with runs.locked(run), _named_for_resume(run):
             runs.check_resumable(run)
             for folder in (run, run / runs.CHECKPOINTS, run / runs.PLOTS):
                 runs.remove_stale_temporaries(folder)  # of a writer killed mid-write
             checkpoint = runs.resume_checkpoint(run, cfg)
             setup = engine.build(cfg, log)
-            summary = _fit_resumably(cfg, run, log, progress, setup, checkpoint)
+            summary = fit(cfg, run, log=log, progress=progress, setup=setup, checkpoint=checkpoint)
         return {**summary, "run_dir": str(run)}
     cfg = resolve_config(config, overrides)
     if run_dir is None:
         runs.check_name_lengths(cfg.out, "out")  # before the data loads
     setup = engine.build(cfg, log)  # bad data fails here, before a run directory exists
     schedule_lib.check_fits(cfg.schedule, cfg.train.epochs, setup.steps_per_epoch)
-    run = runs.create(cfg.out, cfg.name) if run_dir is None else runs.create_exactly(Path(run_dir))
-    with runs.locked(run):
-        runs.start(run, cfg)
+    with contextlib.ExitStack() as held:
+        # A stop between making the folder and writing its first files would leave a folder
+        # that --resume refuses as no run: it waits until the run can be resumed, then names it.
+        with processes.stops_deferred():
+            run = (
+                runs.create(cfg.out, cfg.name)
+                if run_dir is None
+                else runs.create_exactly(Path(run_dir))
+            )
+            held.enter_context(runs.locked(run))
+            held.enter_context(_named_for_resume(run))
+            runs.start(run, cfg)
         log(f"run directory: {run}")
-        summary = _fit_resumably(cfg, run, log, progress, setup)
+        summary = fit(cfg, run, log=log, progress=progress, setup=setup)
     return {**summary, "run_dir": str(run)}
 
 
-def _fit_resumably(
-    cfg: Config,
-    run: Path,
-    log: Log,
-    progress: bool,
-    setup: engine.Setup,
-    checkpoint: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """`fit`, where a stop outside the epochs' own signal handling (a second Ctrl-C, one
-    during `--lr-max auto`'s range test or while the last outputs are written) still names the
-    run to resume: it continues from its last checkpoint, or from the start if none landed."""
+@contextlib.contextmanager
+def _named_for_resume(run: Path) -> Iterator[None]:
+    """A stop outside the epochs' own signal handling (a second Ctrl-C, one during
+    `--lr-max auto`'s range test or while the last outputs are written) still names the run to
+    resume: it continues from its last checkpoint, or from the start if none landed."""
     try:
-        return fit(cfg, run, log=log, progress=progress, setup=setup, checkpoint=checkpoint)
+        yield
     except KeyboardInterrupt:
         raise Interrupted(STOPPED_BY_SIGNAL, resume=run) from None
 
@@ -123,16 +127,19 @@ def find_lr(
     cfg = resolve_config(config, overrides)
     runs.check_name_lengths(cfg.out, "out")  # before the data loads
     setup = engine.build(cfg, log)
-    run = runs.create(cfg.out, f"{cfg.name}-find-lr")
-    runs.write_config(run, cfg)
+    run = None
     try:
+        with processes.stops_deferred():  # the folder is made and known here, or not at all
+            run = runs.create(cfg.out, f"{cfg.name}-find-lr")
+        runs.write_config(run, cfg)
         report = lr_finder.find_in_setup(setup, progress, log)
         files = lr_finder.write_outputs(report, cfg, run, tested=run / runs.CONFIG_FILE)
     except BaseException:
         # A range test is not resumable, and one stopped while its results were being written
         # is incomplete: a folder holding its config and part of its results would be litter.
         # The folder is this call's own (runs.create made it, exclusively).
-        shutil.rmtree(run, ignore_errors=True)
+        if run is not None:
+            shutil.rmtree(run, ignore_errors=True)
         raise
     return FindLrResult(report, run, files)
 

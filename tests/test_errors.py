@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pytest
 import torch
@@ -1232,6 +1232,35 @@ def test_sigint_saves_and_exits_130(image_folder: Path, tmp_path: Path) -> None:
     where = re.search(r"stopped (in epoch \d+ after step \d+/\d+|after epoch \d+);", err)
     assert where is not None, err
     assert f"resuming {run} {where[1]}" in resumed.stdout  # both messages count the same way
+
+
+@pytest.mark.parametrize("command", ["find-lr", "train"])
+def test_a_stop_as_the_folder_is_made_leaves_a_resumable_run_or_nothing(
+    command: str, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C just after the run's folder appears, before its first files: train's folder is a
+    run that the printed hint resumes; find-lr's (not resumable) is removed."""
+    create = runs.create
+
+    def create_then_ctrl_c(*args: Any, **kwargs: Any) -> Path:
+        run = create(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        return run
+
+    monkeypatch.setattr(runs, "create", create_then_ctrl_c)
+    result = CliRunner().invoke(app, [command, "--config", "tiny.yaml", "--no-progress"])
+    assert result.exit_code == 130, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    if command == "find-lr":
+        assert line == "stopped: interrupted (Ctrl-C, SIGTERM or SIGHUP)"
+        assert not list((workspace / "runs").iterdir())
+        return
+    (run,) = (workspace / "runs").iterdir()
+    assert line.endswith(f" train --resume {run}"), line
+    monkeypatch.setattr(runs, "create", create)
+    resumed = CliRunner().invoke(app, ["train", "--resume", str(run), "--no-progress"])
+    assert resumed.exit_code == 0, resumed.stderr
+    assert (run / "summary.json").is_file()
 
 
 @pytest.mark.parametrize("command", [["find-lr"], ["train", "--lr-max", "auto"]])
