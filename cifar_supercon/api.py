@@ -28,7 +28,7 @@ from .data import load_dataset
 from .errors import STOPPED_BY_SIGNAL, CheckpointError, Interrupted, UsageError, describe
 from .loader import EvalLoader, Normalizer
 from .model import NUM_CLASSES
-from .training import fit
+from .training import fit, resolve_auto_lr
 
 Log = Callable[[str], None]
 ConfigSource = Config | str | Path | Sequence[str | Path] | None
@@ -74,13 +74,27 @@ def train(
                 runs.remove_stale_temporaries(folder)  # of a writer killed mid-write
             checkpoint = runs.resume_checkpoint(run, cfg)
             setup = engine.build(cfg, log)
-            summary = fit(cfg, run, log=log, progress=progress, setup=setup, checkpoint=checkpoint)
+            # A run of an earlier version, stopped in its range test, still has 'auto' lrs.
+            found = resolve_auto_lr(setup, log, progress)
+            if found is not None:
+                runs.write_config(run, setup.cfg)
+                found.write(setup.cfg, run)
+            summary = fit(
+                setup.cfg,
+                run,
+                log=log,
+                progress=progress,
+                setup=setup,
+                checkpoint=checkpoint,
+                finder_seconds=found.seconds if found else 0.0,
+            )
         return {**summary, "run_dir": str(run)}
     cfg = resolve_config(config, overrides)
     if run_dir is None:
         runs.check_name_lengths(cfg.out, "out")  # before the data loads
     setup = engine.build(cfg, log)  # bad data fails here, before a run directory exists
     schedule_lib.check_fits(cfg.schedule, cfg.train.epochs, setup.steps_per_epoch)
+    found = resolve_auto_lr(setup, log, progress)  # a failed or stopped range test: no folder
     with contextlib.ExitStack() as held:
         # A stop between making the folder and writing its first files would leave a folder
         # that --resume refuses as no run: it waits until the run can be resumed, then names it.
@@ -92,9 +106,18 @@ def train(
             )
             held.enter_context(runs.locked(run))
             held.enter_context(_named_for_resume(run))
-            runs.start(run, cfg)
+            runs.start(run, setup.cfg)
         log(f"run directory: {run}")
-        summary = fit(cfg, run, log=log, progress=progress, setup=setup)
+        if found is not None:
+            found.write(setup.cfg, run)
+        summary = fit(
+            setup.cfg,
+            run,
+            log=log,
+            progress=progress,
+            setup=setup,
+            finder_seconds=found.seconds if found else 0.0,
+        )
     return {**summary, "run_dir": str(run)}
 
 

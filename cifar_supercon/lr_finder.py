@@ -176,6 +176,11 @@ def find_in_setup(setup: Setup, progress: bool = False, log: Log = lambda _: Non
     """Range tests under the setup's exact training conditions; leaves the setup untouched."""
     cfg = setup.cfg.finder
     decays = list(cfg.weight_decays or [setup.cfg.optim.weight_decay])
+    each = f" for each of {len(decays)} weight decays" if len(decays) > 1 else ""
+    log(
+        f"LR range test: {cfg.num_iters} steps{each}, lr {cfg.start_lr:g} to {cfg.end_lr:g} "
+        f"({cfg.mode}), batch {setup.cfg.train.batch_size}"
+    )
     curves = [_sweep_setup(setup, wd, progress, log) for wd in decays]
     readings, suggestions, choices = read_curves(
         curves, cfg.tolerance, cfg.div_factor, flat_steps(cfg.smoothing)

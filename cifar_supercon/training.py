@@ -106,21 +106,18 @@ def fit(
     progress: bool = False,
     setup: Setup | None = None,
     checkpoint: dict[str, Any] | None = None,
+    finder_seconds: float = 0.0,
 ) -> dict[str, Any]:
     """Train into the run directory `run` (resuming from its last.pt if present).
 
     `setup` is `engine.build(cfg)` when the caller built it already (to fail on bad data before
-    creating a run directory); `checkpoint` is the run's last.pt when the caller read it already.
+    creating a run directory); `checkpoint` is the run's last.pt when the caller read it already;
+    `finder_seconds` the time of the range test that chose the lrs (`resolve_auto_lr`).
     """
     setup = setup or engine.build(cfg, log)
     session_start = setup.started
     _log_setup(setup, log)
     last_path = run / runs.CHECKPOINTS / runs.LAST
-    finder_seconds = 0.0
-    if setup.cfg.schedule.lr_max == config_lib.AUTO or setup.cfg.schedule.lr_min == config_lib.AUTO:
-        start = time.perf_counter()
-        setup.cfg = _resolve_auto_lr(setup, run, log, progress)
-        finder_seconds = time.perf_counter() - start
     cfg = setup.cfg
     schedule = schedule_lib.build(cfg.schedule, cfg.train.epochs, setup.steps_per_epoch)
     scheduler = Scheduler(setup.optimizer, schedule)
@@ -201,15 +198,32 @@ def _log_setup(setup: Setup, log: Log) -> None:
     )
 
 
-def _resolve_auto_lr(setup: Setup, run: Path, log: Log, progress: bool) -> Config:
-    """`--lr-max auto`: the range test on this very setup (state restored), then its suggestion;
-    with finder.weight_decays listed, the weight decay it chose too."""
+@dataclass(frozen=True)
+class AutoLr:
+    """What the range test of `--lr-max auto` found, kept until the run's folder exists."""
+
+    report: lr_finder.FinderReport
+    seconds: float
+
+    def write(self, cfg: Config, run: Path) -> None:
+        """The range test's CSV, plot and suggested.yaml, in `<run>/finder/`."""
+        lr_finder.write_outputs(self.report, cfg, run / runs.FINDER, tested=run / runs.CONFIG_FILE)
+
+
+def resolve_auto_lr(setup: Setup, log: Log, progress: bool) -> AutoLr | None:
+    """`--lr-max auto` / `--lr-min auto`: the range test on this very setup (state restored),
+    then `setup.cfg` takes its suggestion (with finder.weight_decays listed, the weight decay it
+    chose too). None when no lr is 'auto'. Run before the run's folder exists: a range test
+    that fails (diverged, nothing usable) or is stopped leaves nothing that a resume would
+    only repeat."""
     s = setup.cfg.schedule
     auto = [k for k in ("lr_max", "lr_min") if getattr(s, k) == config_lib.AUTO]
+    if not auto:
+        return None
+    start = time.perf_counter()
     verb = "is" if len(auto) == 1 else "are"
     log(f"{' and '.join(auto)} {verb} 'auto': running the LR range test first")
     report = lr_finder.find_in_setup(setup, progress, log)
-    lr_finder.write_outputs(report, setup.cfg, run / runs.FINDER, tested=run / runs.CONFIG_FILE)
     lr_max = report.lr_max if s.lr_max == config_lib.AUTO else s.lr_max
     lr_min = report.lr_min if s.lr_min == config_lib.AUTO else s.lr_min
     if lr_min >= lr_max and s.lr_max != config_lib.AUTO:
@@ -228,13 +242,12 @@ def _resolve_auto_lr(setup: Setup, run: Path, log: Log, progress: bool) -> Confi
     if setup.cfg.finder.weight_decays is not None:
         optim["weight_decay"] = report.weight_decay
         engine.set_weight_decay(setup.optimizer, report.weight_decay)
-    resolved = config_lib.replace(
+    setup.cfg = config_lib.replace(
         setup.cfg, "LR range test", schedule={"lr_max": lr_max, "lr_min": lr_min}, optim=optim
     )
-    runs.write_config(run, resolved)
     chosen = f", weight decay {report.weight_decay:g}" if optim else ""
     log(f"LR range test ({report.method}): lr_max = {lr_max:g}, lr_min = {lr_min:g}{chosen}")
-    return resolved
+    return AutoLr(report, time.perf_counter() - start)
 
 
 def _train_epoch(

@@ -6,6 +6,7 @@ and a checkpoint write killed half-way leaves the previous checkpoint loadable.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -1263,29 +1264,45 @@ def test_a_stop_as_the_folder_is_made_leaves_a_resumable_run_or_nothing(
     assert (run / "summary.json").is_file()
 
 
+@pytest.mark.parametrize(
+    ("settings", "code", "message"),
+    [
+        (["finder.start_lr=1000", "finder.end_lr=1e6"], 1, "LR range test: the loss diverged"),
+        (["finder.suggest=steepest", "schedule.lr_min=0.5"], 2, "not above the schedule.lr_min"),
+    ],
+    ids=["diverged", "below-lr_min"],
+)
+def test_a_failed_lr_max_auto_leaves_no_run(
+    settings: list[str], code: int, message: str, workspace: Path
+) -> None:
+    """The range test of `--lr-max auto` runs before the run's folder exists: when it fails, a
+    folder would hold nothing but a resume that repeats the failure."""
+    sets = [arg for setting in settings for arg in ("--set", setting)]
+    result = CliRunner().invoke(app, ["train", "-c", "tiny.yaml", "--lr-max", "auto", *sets])
+    assert result.exit_code == code, result.stderr
+    assert message in result.stderr
+    assert not list(workspace.glob("runs/*"))
+
+
 @pytest.mark.parametrize("command", [["find-lr"], ["train", "--lr-max", "auto"]])
 def test_sigterm_stops_any_command_with_one_line(
     command: list[str], image_folder: Path, tmp_path: Path
 ) -> None:
     """Not only a training loop: SIGTERM inside the range test (of find-lr, or of train's
-    --lr-max auto) is one line and exit code 130, never a silent 143; a training run's line
-    names the run to resume."""
+    --lr-max auto, which runs before the run's folder exists) is one line and exit code 130,
+    never a silent 143, and leaves no folder: neither command could resume a range test."""
     cfg = tiny_config(image_folder, tmp_path / "runs", finder={"num_iters": 100_000})
     (tmp_path / "tiny.yaml").write_text(config_lib.to_yaml(cfg))
     process = run_cli(*command, "--config", "tiny.yaml", "--no-progress", cwd=tmp_path)
-    wait_for(lambda: any((tmp_path / "runs").glob("*/config.yaml")))
+    assert process.stdout is not None
+    while not (line := process.stdout.readline()).startswith("LR range test: "):
+        assert line, "the command ended before its range test"
     time.sleep(1.0)  # inside the range test
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
-    (line,) = err.strip().splitlines()
-    if command[0] == "find-lr":
-        assert line == "stopped: interrupted (Ctrl-C, SIGTERM or SIGHUP)"
-        assert not list((tmp_path / "runs").iterdir())  # nothing to resume: no folder left
-    else:
-        (run,) = [p.parent for p in (tmp_path / "runs").glob("*/config.yaml")]
-        assert line.startswith("stopped: interrupted (Ctrl-C, SIGTERM or SIGHUP); resume with: ")
-        assert line.endswith(f" train --resume {run}")
+    assert err.strip().splitlines() == ["stopped: interrupted (Ctrl-C, SIGTERM or SIGHUP)"]
+    assert not list((tmp_path / "runs").glob("*")), "a stopped range test left a folder"
 
 
 IGNORED_BY_CALLER = (signal.SIGINT, signal.SIGHUP)
@@ -1606,7 +1623,11 @@ def test_a_signal_to_the_whole_job_while_decoding_is_one_line(signum: int, tmp_p
 
     wait_for(decoding, timeout=120)
     os.killpg(process.pid, signum)
-    _, err = process.communicate(timeout=120)
+    try:
+        _, err = process.communicate(timeout=120)
+    finally:  # a hung command and its workers must not outlive the test
+        with contextlib.suppress(ProcessLookupError):  # the group has ended: nothing left
+            os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1] == "stopped: interrupted (Ctrl-C, SIGTERM or SIGHUP)"
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err

@@ -204,7 +204,7 @@ def test_checkpoints_follow_the_clock(
     rare = config_lib.load([], {"train.checkpoint_seconds": 3600}, base=every)
     summary = api.train(rare, log=lambda _: None)
     # After the first epoch (the run's first checkpoint) and at the end; best.pt from memory.
-    assert saved.count("last.pt") == 2 and saved[:2] == ["last.pt", "best.pt"]
+    assert saved.count("last.pt") == 2 and saved[:2] == ["best.pt", "last.pt"]  # best first
     best = runs.load_checkpoint(Path(summary["run_dir"]) / "checkpoints" / "best.pt")
     rows = runs.read_metrics(Path(summary["run_dir"]))
     best_epoch = max(rows, key=lambda r: float(r["test_acc"]))["epoch"]
