@@ -219,9 +219,7 @@ def sweep(
     spec = make_spec(base, read, seeds)
     place = {"data.root": str(base.data.root), "train.device": base.train.device}
     folder = Path(out) / (name or f"{base.name}-{spec.digest()}")
-    open_folder(folder, spec)
-    with runs.locked(folder, "this sweep"):
-        runs.remove_stale_temporaries(folder)
+    with open_folder(folder, spec):
         tasks = tasks_of(folder, spec, place, retry_failed)
         todo = [t for t in tasks if _needs_work(Path(t.run_dir), retry_failed)]
         log(

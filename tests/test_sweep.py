@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli, tiny_config, wait_for, write_image_folder
+from conftest import a_dead_pid, run_cli, tiny_config, wait_for, write_image_folder
 from PIL import Image
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from cifar_supercon import comparison, executors, runs, sweep_results, sweep_spec
 from cifar_supercon import config as config_lib
@@ -251,6 +251,43 @@ def test_a_sweep_folder_never_takes_another_spec(image_folder: Path, tmp_path: P
     _, err = other.communicate(timeout=300)
     assert other.returncode == 2
     assert err.count("\n") == 1 and "holds another sweep" in err and "seeds [0] there" in err
+
+
+def test_a_sweep_folder_in_use_keeps_its_spec(image_folder: Path, tmp_path: Path) -> None:
+    """Two sweeps started at once with one --name and other seeds: each found no sweep.yaml and
+    wrote its own, and the one the lock refused left its spec (seeds [1]) over the other's runs
+    (seed0), whose command then failed with 'holds another sweep'. Here this test holds the
+    lock as the first sweep does: the second is refused before it reads or writes sweep.yaml."""
+    config = write_config(image_folder, tmp_path)
+    folder = tmp_path / "sw" / "r1"
+
+    def sweep(seed: int) -> Result:
+        args = ["sweep", "--config", str(config), "--seeds", str(seed), "--name", "r1"]
+        return CliRunner().invoke(app, [*args, "--out", str(tmp_path / "sw")])
+
+    in_use = f"{folder}: this sweep is in use by process {os.getpid()}; wait for it to end"
+    folder.mkdir(parents=True)
+    with runs.locked(folder, "this sweep"):  # the first sweep, before it wrote sweep.yaml
+        refused = sweep(1)
+        assert refused.exit_code == 1, refused.output
+        assert refused.stderr.startswith(f"error: {in_use}") and refused.stderr.count("\n") == 1
+        assert [p.name for p in folder.iterdir()] == [runs.LOCK_FILE]  # no sweep.yaml of its own
+    # A sweep killed as it wrote sweep.yaml leaves the lock file and that temporary file.
+    stale = folder / f".{sweep_spec.SPEC_FILE}{runs.TEMPORARY}{a_dead_pid()}"
+    stale.write_text("seeds: [")
+    first = sweep(0)
+    assert first.exit_code == 0, first.stderr
+    assert not stale.exists()
+    spec = (folder / sweep_spec.SPEC_FILE).read_bytes()
+    with runs.locked(folder, "this sweep"):  # the first sweep, continued
+        refused = sweep(1)
+        assert refused.exit_code == 1 and refused.stderr.startswith(f"error: {in_use}")
+    assert (folder / sweep_spec.SPEC_FILE).read_bytes() == spec
+    assert [run.name for run in runs_in(folder)] == ["seed0"]
+    again = sweep(0)  # the first sweep's command continues its own sweep
+    assert again.exit_code == 0 and "1 done already" in again.stdout, again.stderr
+    other = sweep(1)
+    assert other.exit_code == 2 and "holds another sweep (seeds [0] there, [1] now)" in other.stderr
 
 
 @pytest.mark.parametrize("executor", [[], ["--devices", "cpu"]], ids=["local", "devices"])
