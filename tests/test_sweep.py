@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import a_dead_pid, run_cli, tiny_config, wait_for, write_image_folder
+from conftest import (
+    a_dead_pid,
+    child_pids,
+    is_running,
+    run_cli,
+    tiny_config,
+    wait_for,
+    write_image_folder,
+)
 from PIL import Image
 from typer.testing import CliRunner, Result
 
@@ -323,6 +331,41 @@ def test_a_sweep_stopped_while_its_run_process_starts_says_so_once(
     assert process.returncode == 130, err
     assert "Traceback" not in err
     assert err.count("\n") == 1 and "run the same command again to continue" in err
+
+
+def test_run_processes_of_a_sweep_killed_while_they_start_do_not_train(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    """SIGKILL the sweep while its --devices processes start (spawn imports for seconds before a
+    process can ask the kernel to tell it of its parent's death): none of them trains on as an
+    orphan; each exits as soon as it finds its sweep gone, before its run begins."""
+    config = write_config(image_folder, tmp_path, epochs=30)
+    command = ["--config", str(config), "--seeds", "0-1", "--devices", "cpu,cpu", "--out", "sw"]
+    process = sweep_cli(*command, cwd=tmp_path)
+    children: list[int] = []
+
+    def run_processes_started() -> bool:
+        children[:] = child_pids(process.pid)  # with multiprocessing's resource tracker
+        return sum("spawn_main" in _command_line(pid) for pid in children) == 2
+
+    try:
+        wait_for(run_processes_started, timeout=120)
+        assert not any(tmp_path.glob("sw/*/logs/*.log"))  # still starting: no run has begun
+        process.kill()
+        process.wait()
+        wait_for(lambda: not [pid for pid in children if is_running(pid)], timeout=120)
+        assert not any(tmp_path.glob("sw/*/logs/*.log"))  # and none began after
+    finally:
+        for pid in children:  # a failing test leaves no orphans behind either
+            if is_running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def local_reference(config: Path, tmp_path: Path) -> list[dict[str, str]]:
