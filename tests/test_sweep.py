@@ -222,6 +222,40 @@ def test_a_killed_sweep_completes_with_the_same_command(image_folder: Path, tmp_
     assert (folder / "plots" / "curves.png").is_file()
 
 
+def test_a_run_killed_as_it_wrote_its_first_file_trains_on_the_rerun(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    """A sweep SIGKILLed while a run writes its first file leaves the run folder with its
+    config.yaml, lock file and the writer's temporary file. The rerun removes a dead writer's
+    temporary file and trains the run (it failed with 'Directory not empty', every time); a
+    live writer's stays, and its run fails, naming it."""
+    config = write_config(image_folder, tmp_path)
+    folder = tmp_path / "sw" / "k"
+    base = config_lib.load([config])
+    with sweep_spec.open_folder(folder, sweep_spec.make_spec(base, {}, [0, 1])):
+        pass  # the sweep folder with its sweep.yaml, as the killed sweep made it
+    stale = folder / "runs" / "seed0" / f".{runs.METRICS_FILE}{runs.TEMPORARY}{a_dead_pid()}"
+    live = folder / "runs" / "seed1" / f".{runs.METRICS_FILE}{runs.TEMPORARY}1"  # pid 1 lives
+    for temporary in (stale, live):
+        temporary.parent.mkdir(parents=True)
+        runs.write_config(temporary.parent, base)
+        (temporary.parent / runs.LOCK_FILE).touch()
+        temporary.write_text(",".join(runs.METRIC_COLUMNS)[:20])  # cut short by the kill
+
+    result = sweep_lib.sweep(config, seeds=[0, 1], name="k", out=tmp_path / "sw", log=print)
+    rows = {row["run"]: row for row in result.rows}
+    assert rows["seed0"]["status"] == "finished", rows["seed0"]["reason"]
+    assert not stale.exists()
+    assert rows["seed1"]["status"] == "failed" and live.exists()
+    assert rows["seed1"]["reason"].startswith(f"{live.parent}: the run has not started")
+    assert live.name in rows["seed1"]["reason"] and "\n" not in rows["seed1"]["reason"]
+    live.unlink()  # its writer is done with it: as the reason says, moved away
+    again = sweep_lib.sweep(
+        config, seeds=[0, 1], name="k", out=tmp_path / "sw", retry_failed=True, log=print
+    )
+    assert [row["status"] for row in again.rows] == ["finished", "finished"]
+
+
 def test_failed_runs_are_recorded_and_the_sweep_goes_on(image_folder: Path, tmp_path: Path) -> None:
     config = write_config(image_folder, tmp_path)
     command = ["--config", str(config), "--grid", "schedule.lr_max=0.1,1e9,-1", "--out", "sw"]
