@@ -82,14 +82,21 @@ def parse_devices(text: str) -> list[str]:
 
 
 def _child(
-    work: Work, task: Any, device: str, results: Any, stop: Any, interruptible: bool
+    work: Work,
+    task: Any,
+    device: str,
+    results: Any,
+    stop: Any,
+    interruptible: bool,
+    parent: int,
 ) -> None:
     """A run's process. It starts deaf to SIGINT (spawn's start-up would print a traceback);
     from here on it hears it, unless the sweep's caller ignores it too. A stop that came
-    while it started is in `stop`, set before the signal was sent."""
+    while it started is in `stop`, set before the signal was sent. A sweep (`parent`) that
+    died while it started, SIGKILLed, sent nothing: it exits before its run begins."""
     if interruptible:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    processes.die_with_parent()  # the run saves its checkpoint and stops
+    processes.die_with_parent(parent=parent)  # the run saves its checkpoint and stops
     try:
         if stop.is_set():
             raise KeyboardInterrupt
@@ -133,7 +140,7 @@ class Devices:
                         receive, send = context.Pipe(duplex=False)
                         process = context.Process(
                             target=_child,
-                            args=(work, task, device, send, stop, interruptible),
+                            args=(work, task, device, send, stop, interruptible, os.getpid()),
                             daemon=True,
                         )
                         with _child_environment(device, cpu_share), processes.sigint_ignored():

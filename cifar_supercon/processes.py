@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import signal
 import sys
 import threading
@@ -56,12 +57,19 @@ def sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def die_with_parent(sig: int = signal.SIGTERM) -> None:
+def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> None:
     """Linux: the kernel sends this process `sig` when its parent dies, so that a killed
-    command never leaves workers behind. Elsewhere nothing happens."""
+    command never leaves workers behind. Elsewhere nothing happens.
+
+    `parent`: the pid of the process that started this one. The kernel tells only of a death
+    after this request; a parent that died before it (a spawned process imports for seconds
+    first) would leave this process running as an orphan, so it exits here, at once: nothing
+    of its work has begun."""
     if sys.platform.startswith("linux"):
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(sig))
+    if parent is not None and os.getppid() != parent:  # adopted: its parent is gone
+        raise SystemExit(128 + int(sig))
 
 
 def follow_parent() -> None:

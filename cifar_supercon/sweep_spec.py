@@ -4,12 +4,13 @@ they add up to)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -220,27 +221,53 @@ def finished_runs(folder: Path, spec: Spec, cell: Sequence[tuple[str, Any]]) -> 
     return [run for run in found if (run / runs.SUMMARY_FILE).is_file()]
 
 
-def open_folder(folder: Path, spec: Spec) -> None:
-    """Create the folder with its sweep.yaml, or check that an existing one holds this spec."""
-    spec_path = folder / SPEC_FILE
-    if spec_path.is_file():
-        saved = read_spec(folder)
-        if saved != spec:
-            raise UsageError(
-                f"{folder}: holds another sweep ({'; '.join(_differences(saved, spec))}); "
-                "give a new --name, or the same options as before to continue it"
-            )
-        return
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+@contextlib.contextmanager
+def open_folder(folder: Path, spec: Spec) -> Iterator[None]:
+    """Hold the sweep folder's lock while the block runs, in a new folder with this spec's
+    sweep.yaml, or in an existing one whose sweep.yaml holds this spec.
+
+    The lock comes first: sweep.yaml is read, checked and written only under it. Two sweeps
+    started at once with one --name and different specs otherwise both found no sweep.yaml and
+    both wrote theirs, so that the one the lock then refused left its spec over the other's runs.
+    """
+    if not (folder / SPEC_FILE).is_file():
+        _check_no_other_files(folder)  # before a lock file is put into someone else's folder
+        runs.check_outside_runs(folder.parent, "--out")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SuperconError(
+                f"{folder}: cannot create the sweep folder here ({e.strerror}); "
+                "choose another --out"
+            ) from None
+    with runs.locked(folder, "this sweep"):
+        runs.remove_stale_temporaries(folder)  # of a sweep killed while writing its files
+        spec_path = folder / SPEC_FILE
+        if spec_path.is_file():
+            saved = read_spec(folder)
+            if saved != spec:
+                raise UsageError(
+                    f"{folder}: holds another sweep ({'; '.join(_differences(saved, spec))}); "
+                    "give a new --name, or the same options as before to continue it"
+                )
+        else:
+            _check_no_other_files(folder)
+            runs.write_text(spec_path, yaml.safe_dump(spec.as_dict(), sort_keys=False))
+        yield
+
+
+def _check_no_other_files(folder: Path) -> None:
+    """A folder without sweep.yaml becomes a sweep folder only when it is new, or empty but for
+    what a sweep killed before its sweep.yaml landed leaves: the lock file, and the temporary
+    file of sweep.yaml."""
+
+    def left_by_a_sweep(name: str) -> bool:
+        return name == runs.LOCK_FILE or name.startswith(f".{SPEC_FILE}{runs.TEMPORARY}")
+
+    if folder.exists() and (
+        not folder.is_dir() or not all(left_by_a_sweep(p.name) for p in folder.iterdir())
+    ):
         raise UsageError(f"{folder}: exists and is not a sweep folder (no {SPEC_FILE})")
-    runs.check_outside_runs(folder.parent, "--out")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise SuperconError(
-            f"{folder}: cannot create the sweep folder here ({e.strerror}); choose another --out"
-        ) from None
-    runs.write_text(spec_path, yaml.safe_dump(spec.as_dict(), sort_keys=False))
 
 
 def read_spec(folder: Path) -> Spec:

@@ -137,12 +137,24 @@ def _train_or_resume(task: Task, run: Path, place: dict[str, Any], log: Log) -> 
 
 
 def _remove_unstarted(run: Path) -> None:
-    """A folder that holds no started run: one killed as it was created, or a failed cell
-    being retried. Only config.yaml and the lock file can be in it."""
-    if run.is_dir():
-        for name in (runs.CONFIG_FILE, runs.LOCK_FILE):
-            (run / name).unlink(missing_ok=True)
-        run.rmdir()  # refuses (OSError) if anything else is there
+    """A folder that holds no started run: one killed as it was created or as it wrote its
+    first file, or a failed cell being retried. Only config.yaml, the lock file and the
+    temporary files of writers that died can be in it; if anything else is, nothing is removed
+    but those temporary files, and the run fails naming what is there."""
+    if not run.is_dir():
+        return
+    runs.remove_stale_temporaries(run)  # a live writer's stay
+    expected = (runs.CONFIG_FILE, runs.LOCK_FILE)
+    if others := sorted(p.name for p in run.iterdir() if p.name not in expected):
+        listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise SuperconError(
+            f"{run}: the run has not started, but its folder holds {listed} (a process still "
+            "writing there, or files of another program); move them away, then run the same "
+            "command again"
+        )
+    for name in expected:
+        (run / name).unlink(missing_ok=True)
+    run.rmdir()
 
 
 def _record_failure(run: Path, reason: str, log: Log) -> None:
@@ -219,9 +231,7 @@ def sweep(
     spec = make_spec(base, read, seeds)
     place = {"data.root": str(base.data.root), "train.device": base.train.device}
     folder = Path(out) / (name or f"{base.name}-{spec.digest()}")
-    open_folder(folder, spec)
-    with runs.locked(folder, "this sweep"):
-        runs.remove_stale_temporaries(folder)
+    with open_folder(folder, spec):
         tasks = tasks_of(folder, spec, place, retry_failed)
         todo = [t for t in tasks if _needs_work(Path(t.run_dir), retry_failed)]
         log(

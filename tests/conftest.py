@@ -50,6 +50,35 @@ def wait_for(condition: Callable[[], bool], timeout: float = 180) -> None:
         time.sleep(0.05)
 
 
+def a_dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped): what a killed writer leaves in the
+    names of its temporary files."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is `pid` now (Linux: read from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def is_running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; only its exit status waits to be read
+
+
 def write_image_folder(
     root: Path,
     train_per_class: int = 24,

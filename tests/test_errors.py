@@ -27,7 +27,16 @@ import pytest
 import torch
 import torchvision
 import yaml
-from conftest import REPO, run_cli, tiny_config, wait_for, write_image_folder
+from conftest import (
+    REPO,
+    a_dead_pid,
+    child_pids,
+    is_running,
+    run_cli,
+    tiny_config,
+    wait_for,
+    write_image_folder,
+)
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -1574,19 +1583,13 @@ def test_a_name_too_long_is_refused_before_any_work(argv: list[str], workspace: 
 
 def test_a_killed_writers_temporary_file_goes_at_the_next_start(workspace: Path) -> None:
     run = unfinished_run(workspace, "stale")
-    stale = run / "checkpoints" / f".last.pt{runs.TEMPORARY}{_a_dead_pid()}"
+    stale = run / "checkpoints" / f".last.pt{runs.TEMPORARY}{a_dead_pid()}"
     stale.write_bytes(b"half a checkpoint")
     live = run / "checkpoints" / f".best.pt{runs.TEMPORARY}1"  # pid 1 lives: not stale
     live.write_bytes(b"being written")
     result = CliRunner().invoke(app, ["train", "--resume", str(run), "--no-progress"])
     assert result.exit_code == 0, result.stderr
     assert not stale.exists() and live.exists()
-
-
-def _a_dead_pid() -> int:
-    process = subprocess.Popen(["true"])
-    process.wait()
-    return process.pid
 
 
 def test_decoding_workers_die_with_their_parent(tmp_path: Path) -> None:
@@ -1598,13 +1601,13 @@ def test_decoding_workers_die_with_their_parent(tmp_path: Path) -> None:
     children: list[int] = []
 
     def decoding() -> bool:
-        children[:] = _children(process.pid)
+        children[:] = child_pids(process.pid)
         return len(children) > 0
 
     wait_for(decoding, timeout=120)
     process.kill()
     process.wait()
-    wait_for(lambda: not [pid for pid in children if _running(pid)], timeout=10)
+    wait_for(lambda: not [pid for pid in children if is_running(pid)], timeout=10)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["Ctrl-C", "hangup"])
@@ -1618,7 +1621,7 @@ def test_a_signal_to_the_whole_job_while_decoding_is_one_line(signum: int, tmp_p
     children: list[int] = []
 
     def decoding() -> bool:
-        children[:] = _children(process.pid)
+        children[:] = child_pids(process.pid)
         return len(children) > 0
 
     wait_for(decoding, timeout=120)
@@ -1631,27 +1634,7 @@ def test_a_signal_to_the_whole_job_while_decoding_is_one_line(signum: int, tmp_p
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1] == "stopped: interrupted (Ctrl-C, SIGTERM or SIGHUP)"
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
-    wait_for(lambda: not [pid for pid in children if _running(pid)], timeout=10)
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"  # a zombie has ended; only its exit status waits to be read
+    wait_for(lambda: not [pid for pid in children if is_running(pid)], timeout=10)
 
 
 def test_an_empty_section_in_a_later_file_keeps_what_came_before(workspace: Path) -> None:

@@ -15,9 +15,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli, tiny_config, wait_for, write_image_folder
+from conftest import (
+    a_dead_pid,
+    child_pids,
+    is_running,
+    run_cli,
+    tiny_config,
+    wait_for,
+    write_image_folder,
+)
 from PIL import Image
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from cifar_supercon import comparison, executors, runs, sweep_results, sweep_spec
 from cifar_supercon import config as config_lib
@@ -214,6 +222,40 @@ def test_a_killed_sweep_completes_with_the_same_command(image_folder: Path, tmp_
     assert (folder / "plots" / "curves.png").is_file()
 
 
+def test_a_run_killed_as_it_wrote_its_first_file_trains_on_the_rerun(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    """A sweep SIGKILLed while a run writes its first file leaves the run folder with its
+    config.yaml, lock file and the writer's temporary file. The rerun removes a dead writer's
+    temporary file and trains the run (it failed with 'Directory not empty', every time); a
+    live writer's stays, and its run fails, naming it."""
+    config = write_config(image_folder, tmp_path)
+    folder = tmp_path / "sw" / "k"
+    base = config_lib.load([config])
+    with sweep_spec.open_folder(folder, sweep_spec.make_spec(base, {}, [0, 1])):
+        pass  # the sweep folder with its sweep.yaml, as the killed sweep made it
+    stale = folder / "runs" / "seed0" / f".{runs.METRICS_FILE}{runs.TEMPORARY}{a_dead_pid()}"
+    live = folder / "runs" / "seed1" / f".{runs.METRICS_FILE}{runs.TEMPORARY}1"  # pid 1 lives
+    for temporary in (stale, live):
+        temporary.parent.mkdir(parents=True)
+        runs.write_config(temporary.parent, base)
+        (temporary.parent / runs.LOCK_FILE).touch()
+        temporary.write_text(",".join(runs.METRIC_COLUMNS)[:20])  # cut short by the kill
+
+    result = sweep_lib.sweep(config, seeds=[0, 1], name="k", out=tmp_path / "sw", log=print)
+    rows = {row["run"]: row for row in result.rows}
+    assert rows["seed0"]["status"] == "finished", rows["seed0"]["reason"]
+    assert not stale.exists()
+    assert rows["seed1"]["status"] == "failed" and live.exists()
+    assert rows["seed1"]["reason"].startswith(f"{live.parent}: the run has not started")
+    assert live.name in rows["seed1"]["reason"] and "\n" not in rows["seed1"]["reason"]
+    live.unlink()  # its writer is done with it: as the reason says, moved away
+    again = sweep_lib.sweep(
+        config, seeds=[0, 1], name="k", out=tmp_path / "sw", retry_failed=True, log=print
+    )
+    assert [row["status"] for row in again.rows] == ["finished", "finished"]
+
+
 def test_failed_runs_are_recorded_and_the_sweep_goes_on(image_folder: Path, tmp_path: Path) -> None:
     config = write_config(image_folder, tmp_path)
     command = ["--config", str(config), "--grid", "schedule.lr_max=0.1,1e9,-1", "--out", "sw"]
@@ -253,6 +295,43 @@ def test_a_sweep_folder_never_takes_another_spec(image_folder: Path, tmp_path: P
     assert err.count("\n") == 1 and "holds another sweep" in err and "seeds [0] there" in err
 
 
+def test_a_sweep_folder_in_use_keeps_its_spec(image_folder: Path, tmp_path: Path) -> None:
+    """Two sweeps started at once with one --name and other seeds: each found no sweep.yaml and
+    wrote its own, and the one the lock refused left its spec (seeds [1]) over the other's runs
+    (seed0), whose command then failed with 'holds another sweep'. Here this test holds the
+    lock as the first sweep does: the second is refused before it reads or writes sweep.yaml."""
+    config = write_config(image_folder, tmp_path)
+    folder = tmp_path / "sw" / "r1"
+
+    def sweep(seed: int) -> Result:
+        args = ["sweep", "--config", str(config), "--seeds", str(seed), "--name", "r1"]
+        return CliRunner().invoke(app, [*args, "--out", str(tmp_path / "sw")])
+
+    in_use = f"{folder}: this sweep is in use by process {os.getpid()}; wait for it to end"
+    folder.mkdir(parents=True)
+    with runs.locked(folder, "this sweep"):  # the first sweep, before it wrote sweep.yaml
+        refused = sweep(1)
+        assert refused.exit_code == 1, refused.output
+        assert refused.stderr.startswith(f"error: {in_use}") and refused.stderr.count("\n") == 1
+        assert [p.name for p in folder.iterdir()] == [runs.LOCK_FILE]  # no sweep.yaml of its own
+    # A sweep killed as it wrote sweep.yaml leaves the lock file and that temporary file.
+    stale = folder / f".{sweep_spec.SPEC_FILE}{runs.TEMPORARY}{a_dead_pid()}"
+    stale.write_text("seeds: [")
+    first = sweep(0)
+    assert first.exit_code == 0, first.stderr
+    assert not stale.exists()
+    spec = (folder / sweep_spec.SPEC_FILE).read_bytes()
+    with runs.locked(folder, "this sweep"):  # the first sweep, continued
+        refused = sweep(1)
+        assert refused.exit_code == 1 and refused.stderr.startswith(f"error: {in_use}")
+    assert (folder / sweep_spec.SPEC_FILE).read_bytes() == spec
+    assert [run.name for run in runs_in(folder)] == ["seed0"]
+    again = sweep(0)  # the first sweep's command continues its own sweep
+    assert again.exit_code == 0 and "1 done already" in again.stdout, again.stderr
+    other = sweep(1)
+    assert other.exit_code == 2 and "holds another sweep (seeds [0] there, [1] now)" in other.stderr
+
+
 @pytest.mark.parametrize("executor", [[], ["--devices", "cpu"]], ids=["local", "devices"])
 def test_sigterm_stops_a_sweep_with_one_line(
     image_folder: Path, tmp_path: Path, executor: list[str]
@@ -286,6 +365,41 @@ def test_a_sweep_stopped_while_its_run_process_starts_says_so_once(
     assert process.returncode == 130, err
     assert "Traceback" not in err
     assert err.count("\n") == 1 and "run the same command again to continue" in err
+
+
+def test_run_processes_of_a_sweep_killed_while_they_start_do_not_train(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    """SIGKILL the sweep while its --devices processes start (spawn imports for seconds before a
+    process can ask the kernel to tell it of its parent's death): none of them trains on as an
+    orphan; each exits as soon as it finds its sweep gone, before its run begins."""
+    config = write_config(image_folder, tmp_path, epochs=30)
+    command = ["--config", str(config), "--seeds", "0-1", "--devices", "cpu,cpu", "--out", "sw"]
+    process = sweep_cli(*command, cwd=tmp_path)
+    children: list[int] = []
+
+    def run_processes_started() -> bool:
+        children[:] = child_pids(process.pid)  # with multiprocessing's resource tracker
+        return sum("spawn_main" in _command_line(pid) for pid in children) == 2
+
+    try:
+        wait_for(run_processes_started, timeout=120)
+        assert not any(tmp_path.glob("sw/*/logs/*.log"))  # still starting: no run has begun
+        process.kill()
+        process.wait()
+        wait_for(lambda: not [pid for pid in children if is_running(pid)], timeout=120)
+        assert not any(tmp_path.glob("sw/*/logs/*.log"))  # and none began after
+    finally:
+        for pid in children:  # a failing test leaves no orphans behind either
+            if is_running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def local_reference(config: Path, tmp_path: Path) -> list[dict[str, str]]:
