@@ -117,7 +117,12 @@ def read_curves(
 ) -> tuple[list[Reading | None], list[dict[str, Suggestion | None]], dict[str, Choice | None]]:
     """Each curve's reading and suggestions, and per method the curve (weight decay) Smith's
     rule picks."""
-    readings = [suggest_lib.read(c.smoothed, tolerance, flat_steps, c.diverged) for c in curves]
+    readings = [
+        suggest_lib.read(
+            c.smoothed, tolerance, flat_steps, c.diverged, suggest_lib.step_noise(c.losses)
+        )
+        for c in curves
+    ]
     suggestions = [
         suggest_lib.from_reading(c.lrs, c.smoothed, reading, div_factor)
         for c, reading in zip(curves, readings, strict=True)
@@ -197,9 +202,10 @@ def find_in_setup(setup: Setup, progress: bool = False, log: Log = lambda _: Non
                 "finder.diverge if the loss only wobbled"
             )
         raise SuperconError(
-            f"LR range test: the loss never fell in {longest} steps from finder.start_lr = "
-            f"{cfg.start_lr:g} to finder.end_lr = {cfg.end_lr:g}; raise finder.end_lr or "
-            "finder.num_iters"
+            f"LR range test: the loss never fell clearly (by more than "
+            f"{suggest_lib.NOISE_MULTIPLE:g} x its step-to-step noise) in {longest} steps from "
+            f"finder.start_lr = {cfg.start_lr:g} to finder.end_lr = {cfg.end_lr:g}; raise "
+            "finder.end_lr or finder.num_iters"
         )
     reading = readings[choices[method][0]]  # type: ignore[index]
     if reading is not None and not reading.turned_up:

@@ -29,12 +29,18 @@ Methods (each gives lr_max; lr_min comes from the curve for `floor`, `middle`, `
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 METHODS = ("floor", "middle", "bounds", "edge", "steepest", "valley", "minimum")
 MIN_POINTS = 3  # fewer finite points than this: no reading at all
 MIN_RANGE = 3.0  # a curve's lr_min must lie at least this factor below lr_max (Smith: 3 to 10)
+# A fall of the smoothed loss smaller than this many standard deviations of the loss's
+# step-to-step noise is no descent. Pure noise, smoothed at beta 0.8 to 0.98 over 30 to 500
+# steps, falls by at most 2.3 of them (1,600 simulated curves); the range tests committed under
+# docs/results fall by 8 to 50 (scripts/finder_noise.py, docs/results/finder-noise.txt).
+NOISE_MULTIPLE = 3.0
 
 
 @dataclass(frozen=True)
@@ -80,10 +86,29 @@ def zero_lag(values: Sequence[float], beta: float, ceiling: float = math.inf) ->
     return backward + list(values[n:])
 
 
+def step_noise(losses: Sequence[float]) -> float:
+    """The standard deviation of a loss curve's step-to-step noise: from its second differences
+    (in which a trend, falling or curving up, all but cancels), by their median absolute
+    deviation (which a spike or a diverging tail does not move). Only the leading finite values
+    count."""
+    n = next((i for i, v in enumerate(losses) if not math.isfinite(v)), len(losses))
+    curvature = [a - 2 * b + c for a, b, c in zip(losses, losses[1:n], losses[2:n], strict=False)]
+    if len(curvature) < 2:
+        return 0.0
+    centre = statistics.median(curvature)
+    mad = statistics.median(abs(d - centre) for d in curvature)
+    return 1.4826 * mad / math.sqrt(6)  # MAD -> sd of a normal; a - 2b + c has variance 6 sd^2
+
+
 def read(
-    smoothed: Sequence[float], tolerance: float, flat_steps: int, diverged: bool = False
+    smoothed: Sequence[float],
+    tolerance: float,
+    flat_steps: int,
+    diverged: bool = False,
+    noise: float = 0.0,
 ) -> Reading | None:
-    """The curve's features, or None when it has no descent (too short, or rising from the start).
+    """The curve's features, or None when it has no descent (too short, rising from the start,
+    or falling by no more than NOISE_MULTIPLE x `noise`, the raw loss's `step_noise`).
 
     `flat_steps`: how many steps the loss must stay near its start level before the fall counts
     as a clear start (a curve falling from its first step gives no lr_min of its own).
@@ -97,7 +122,7 @@ def read(
         return None
     lowest = min(range(n), key=lambda i: smoothed[i])
     drop = smoothed[0] - smoothed[lowest]
-    if lowest == 0 or drop <= 0:
+    if lowest == 0 or drop <= 0 or drop <= NOISE_MULTIPLE * noise:
         return None
     band = tolerance * drop
     start = next(i for i in range(lowest + 1) if smoothed[i] <= smoothed[0] - band)

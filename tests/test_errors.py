@@ -1042,6 +1042,22 @@ CASES = {
         "(from finder.start_lr = 1e+06, stopping at finder.diverge = 4 x the best loss); lower "
         "finder.start_lr, or raise finder.diverge if the loss only wobbled",
     ),
+    "finder: the loss fell no more than its noise": Case(
+        lambda ws, c: [
+            "find-lr",
+            "--config",
+            str(c),
+            "--no-progress",
+            "--set",
+            "finder.num_iters=10",
+            "--set",
+            "finder.end_lr=10",
+        ],
+        1,
+        "LR range test: the loss never fell clearly (by more than 3 x its step-to-step noise) in "
+        "10 steps from finder.start_lr = 0.0001 to finder.end_lr = 10; raise finder.end_lr or "
+        "finder.num_iters",
+    ),
     "runs: training loss not finite": Case(
         lambda ws, c: train(ws, c, "--lr-min", "1e12", "--lr-max", "1e13"),
         1,

@@ -107,7 +107,7 @@ def test_least_squares_stop_point_and_suggestions() -> None:
 
 @pytest.fixture
 def setup(image_folder: Path, tmp_path: Path) -> engine.Setup:
-    cfg = tiny_config(image_folder, tmp_path, finder={"num_iters": 12, "end_lr": 100.0})
+    cfg = tiny_config(image_folder, tmp_path, finder={"num_iters": 30, "end_lr": 10.0})
     built = engine.build(cfg)
     # A few real steps first, so that momentum buffers and BN statistics are not trivial.
     for (x, y), _ in zip(built.train_loader, range(3), strict=False):
@@ -149,7 +149,7 @@ def test_weight_decay_sweep_starts_each_from_the_same_state(
     image_folder: Path, tmp_path: Path
 ) -> None:
     cfg = tiny_config(
-        image_folder, tmp_path, finder={"num_iters": 10, "weight_decays": [1e-3, 0.0, 5e-4]}
+        image_folder, tmp_path, finder={"num_iters": 20, "weight_decays": [1e-3, 0.0, 5e-4]}
     )
     setup = engine.build(cfg)
     report = lr_finder.find_in_setup(setup)
@@ -295,7 +295,7 @@ def test_a_sweep_that_ends_on_the_floor_says_so(image_folder: Path, tmp_path: Pa
     # end: middle, bounds and edge read too low, and the user is told to raise finder.end_lr.
     config = tmp_path / "tiny.yaml"
     cfg = tiny_config(
-        image_folder, tmp_path / "runs", finder={"num_iters": 15, "start_lr": 1e-3, "end_lr": 0.3}
+        image_folder, tmp_path / "runs", finder={"num_iters": 25, "start_lr": 1e-3, "end_lr": 0.3}
     )
     config.write_text(config_lib.to_yaml(cfg))
     result = CliRunner().invoke(app, ["find-lr", "--config", str(config), "--no-progress"])

@@ -237,3 +237,37 @@ def test_the_point_where_the_sweep_diverged_is_outside_the_valley() -> None:
     assert suggest.read(flat_end, 0.1, 3).valley_end == 40  # type: ignore[union-attr]
     reading = suggest.read(flat_end, 0.1, 3, diverged=True)
     assert reading is not None and reading.valley_end == 39 and reading.turned_up
+
+
+def test_step_noise_is_the_noise_not_the_trend() -> None:
+    """The known curve's fall and rise are trend: with noise of sd 0.05 on top, the estimate
+    is that sd (within sampling error), and without noise it is all but zero."""
+    for seed in range(5):
+        rng = random.Random(seed)
+        noisy = [v + rng.gauss(0, 0.05) for v in CURVE]
+        assert 0.04 < suggest.step_noise(noisy) < 0.06
+    assert suggest.step_noise(CURVE) < 0.01
+    assert suggest.step_noise([2.3, 2.2, math.nan, 9.0]) == 0.0  # one finite step says nothing
+
+
+@pytest.mark.parametrize("beta", [0.8, 0.9, 0.98])
+def test_noise_without_a_fall_gives_no_reading(beta: float) -> None:
+    """A flat loss with step-to-step noise: its smoothed curve wanders below its start by
+    chance; that is no descent, and no method may suggest anything from it."""
+    fooled = 0  # curves that read as a descent when the noise is not weighed
+    for seed in range(20):
+        rng = random.Random(seed)
+        flat = [2.3 + rng.gauss(0, 0.05) for _ in LRS]
+        noise = suggest.step_noise(flat)
+        smoothed = suggest.zero_lag(flat, beta, ceiling=flat[0])
+        assert suggest.read(smoothed, 0.1, 10, noise=noise) is None
+        fooled += suggest.read(smoothed, 0.1, 10) is not None
+    assert fooled > 10
+
+
+def test_a_clear_fall_under_the_same_noise_is_read() -> None:
+    rng = random.Random(0)
+    noisy = [v + rng.gauss(0, 0.05) for v in CURVE]
+    smoothed = suggest.zero_lag(noisy, 0.9)
+    reading = suggest.read(smoothed, 0.1, 10, noise=suggest.step_noise(noisy))
+    assert reading is not None and reading.drop > suggest.NOISE_MULTIPLE * 0.05
