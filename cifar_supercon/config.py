@@ -396,7 +396,19 @@ class _StrictLoader(yaml.SafeLoader):
         """YAML merge keys (`<<: *base`): the merged pairs go first, so that the mapping's own
         keys override them. Counted, so that only a key given twice among its own is refused."""
         if node not in self.merged:  # a mapping merged twice is flattened once
-            own = sum(key.tag != MERGE_TAG for key, _ in node.value)
+            # Two `<<` keys in one mapping are a key given twice, as any other: PyYAML would
+            # merge both, the last one's values winning. Several bases go in one list,
+            # `<<: [*a, *b]`, where the order is the rule (the first one's values win).
+            merges = [key for key, _ in node.value if key.tag == MERGE_TAG]
+            if len(merges) > 1:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {merges[1].value!r} appears twice in one mapping; merge several "
+                    "mappings with one: <<: [*a, *b]",
+                    merges[1].start_mark,
+                )
+            own = len(node.value) - len(merges)
             super().flatten_mapping(node)
             self.merged[node] = len(node.value) - own
 

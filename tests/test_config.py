@@ -281,6 +281,28 @@ def test_yaml_merge_keys_give_defaults_that_the_mapping_overrides(tmp_path: Path
     assert problem.startswith(f"{twice}: line 5: not valid YAML (key 'epochs' appears twice")
 
 
+def test_two_merge_keys_in_one_mapping_are_a_key_given_twice(tmp_path: Path) -> None:
+    """`<<` twice in one mapping would merge both, the last one's values winning: refused as
+    any key given twice is, wherever the mapping is; one `<<` with a list of bases merges."""
+    bases = "a: &a {epochs: 3}\nb: &b {epochs: 4, batch_size: 8}\n"
+    for where, text in [
+        ("line 5", "train:\n  <<: *a\n  <<: *b\n"),
+        ("line 3", "x: {<<: *a, <<: *b}\n"),  # flow style, under an unknown key
+        ("line 5", "train:\n  <<: *a\n  !!merge <<: {epochs: 2}\n"),  # the tag spelled out
+    ]:
+        path = write(tmp_path, "twice.yaml", bases + text)
+        assert problems_of([path]) == [
+            f"{path}: {where}: not valid YAML (key '<<' appears twice in one mapping; merge "
+            "several mappings with one: <<: [*a, *b])"
+        ]
+    one = write(
+        tmp_path,
+        "one.yaml",
+        "schedule: {peak_epoch: 1}\ntrain:\n  <<: [{epochs: 3}, {batch_size: 8}]\n  epochs: 2\n",
+    )
+    assert (load([one]).train.epochs, load([one]).train.batch_size) == (2, 8)
+
+
 def test_a_dotted_key_and_its_section_in_one_file_set_it_twice(tmp_path: Path) -> None:
     path = write(tmp_path, "dotted.yaml", "train.epochs: 3\ntrain: {epochs: 4}\n")
     assert problems_of([path]) == [

@@ -1073,6 +1073,15 @@ CASES = {
         "dotted.yaml: train.epochs: conflicts with ",
         prepare=lambda ws, _: files(ws, **{"dotted.yaml": "train.epochs: 3\ntrain: {epochs: 4}\n"}),
     ),
+    "config: two merge keys in one mapping": Case(
+        lambda ws, c: show(ws, "--config", str(ws / "merge.yaml")),
+        2,
+        "merge.yaml: line 4: not valid YAML (key '<<' appears twice in one mapping; merge "
+        "several mappings with one: <<: [*a, *b])",
+        prepare=lambda ws, _: files(
+            ws, **{"merge.yaml": "a: &a {epochs: 3}\ntrain:\n  <<: *a\n  <<: {epochs: 4}\n"}
+        ),
+    ),
     "data: a single class": Case(
         lambda ws, c: train(ws, c, "--data-dir", str(ws / "one")),
         1,
