@@ -554,15 +554,48 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, An
             yield dotted, value
 
 
-def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> bool:
+    """Set `key` in the nested tree. False, leaving the tree as it is, where an earlier source
+    gave the key's place the wrong shape: a section as a value (`train: 5`, then `train.device`
+    set) or a value as a mapping (`seed: {a: 1}`, then `seed` set). That source's error must
+    stay to be reported, not be replaced by a later source's key."""
     *parents, leaf = key.split(".")
     node = tree
-    for part in parents:
+    for depth, part in enumerate(parents):
         child = node.get(part)
         if not isinstance(child, dict):
-            child = node[part] = {}
+            if part in node and _kind(parents[: depth + 1]) == "section":
+                return False
+            child = node[part] = {}  # a value given as a mapping here: this source's error
         node = child
+    if isinstance(node.get(leaf), dict) and _kind([*parents, leaf]) == "value":
+        return False
     node[leaf] = value
+    return True
+
+
+def _record(origins: dict[str, str], key: str, source: str) -> None:
+    """`source` set `key`: and so the section above it too, where it replaced a value there
+    (`seed: {a: 1}` after `seed: 3`), which is then no longer the earlier source's."""
+    parts = key.split(".")
+    for n in range(1, len(parts)):
+        origins.pop(".".join(parts[:n]), None)
+    origins.pop(key, None)  # keep the dict in the order keys were last set
+    origins[key] = source
+
+
+def _kind(parts: Sequence[str]) -> str | None:
+    """'section' or 'value' for a config key given by its parts, None for an unknown key."""
+    model: type[BaseModel] = Config
+    for depth, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field is not None else None
+        is_section = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        if field is None or (depth < len(parts) - 1 and not is_section):
+            return None
+        if is_section:
+            model = annotation
+    return "section" if is_section else "value"
 
 
 def _check_overrides(overrides: Sequence[Override]) -> list[str]:
@@ -693,14 +726,12 @@ def load(
         # given twice in one mapping does: refused, not settled by the order they come in.
         problems += _check_overrides([Override(k, v, str(path)) for k, v in pairs])
         for key, value in pairs:
-            _set_dotted(merged, key, value)
-            origins.pop(key, None)  # keep the dict in the order keys were last set
-            origins[key] = str(path)
+            if _set_dotted(merged, key, value):
+                _record(origins, key, str(path))
     problems += _check_overrides(overrides)
     for o in overrides:
-        _set_dotted(merged, o.key, o.value)
-        origins.pop(o.key, None)
-        origins[o.key] = o.source
+        if _set_dotted(merged, o.key, o.value):
+            _record(origins, o.key, o.source)
     if problems:
         raise ConfigError(problems)
     if "name" not in merged and paths and base is None:

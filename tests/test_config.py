@@ -332,6 +332,45 @@ def test_file_problems(tmp_path: Path) -> None:
     assert len(problems_of([missing, a_list])) == 2
 
 
+@pytest.mark.parametrize("section", ["5", "[]", "null", "'text'", "[1, 2]"])
+@pytest.mark.parametrize(
+    "later",
+    [
+        [parse_set("train.device=cpu")],
+        [Override("train.epochs", 3, "--epochs"), Override("schedule.peak_epoch", 1, "--peak")],
+        {"train.batch_size": 8, "train.epochs": 2},
+    ],
+    ids=["--set", "shortcuts", "mapping"],
+)
+def test_a_broken_section_is_reported_whatever_overrides_follow(
+    tmp_path: Path, section: str, later: list | dict
+) -> None:
+    """`train: 5` is the file's error; a later key of that section must not replace it with
+    a fresh section (the file's other keys and this one silently gone)."""
+    path = write(tmp_path, "scalar.yaml", f"train: {section}\nseed: 3\n")
+    expected = [f"{path}: train: expected a mapping of keys to values"]
+    assert problems_of([path]) == expected
+    assert problems_of([path], later) == expected
+    # a later file that sets a key of the section does not hide it either
+    good = write(tmp_path, "good.yaml", "train: {epochs: 3}\nschedule: {peak_epoch: 1}\n")
+    assert problems_of([path, good], later) == expected
+    assert problems_of([good, path], later) == expected
+
+
+def test_a_value_given_as_a_mapping_is_reported_whatever_overrides_follow(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "seedmap.yaml", "seed: {a: 1}\ntrain: {epochs: {b: 2}}\n")
+    seed = f"{path}: seed: input should be a valid integer (got {{'a': 1}})"
+    epochs = f"{path}: train.epochs: input should be a valid integer (got {{'b': 2}})"
+    overrides = [Override("seed", 3, "--seed"), Override("train.epochs", 3, "--epochs")]
+    assert problems_of([path], overrides) == problems_of([path]) == [seed, epochs]
+    earlier = write(tmp_path, "seed3.yaml", "seed: 3\n")  # the later file is the broken one
+    assert problems_of([earlier, path]) == [seed, epochs]
+    # a value replaced by a value is what overrides are for
+    assert load([earlier], [Override("seed", 4, "--seed")]).seed == 4
+
+
 def test_empty_yaml_means_defaults(tmp_path: Path) -> None:
     path = write(tmp_path, "empty.yaml", "")
     assert config_lib.to_dict(load([path])) == {**config_lib.to_dict(Config()), "name": "empty"}

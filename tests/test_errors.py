@@ -1073,6 +1073,12 @@ CASES = {
         "dotted.yaml: train.epochs: conflicts with ",
         prepare=lambda ws, _: files(ws, **{"dotted.yaml": "train.epochs: 3\ntrain: {epochs: 4}\n"}),
     ),
+    "config: a section given as a value, then a key of it": Case(
+        lambda ws, c: show(ws, "--config", "scalar.yaml", "--set", "train.device=cpu"),
+        2,
+        "scalar.yaml: train: expected a mapping of keys to values",
+        prepare=lambda ws, _: files(ws, **{"scalar.yaml": "train: 5\n"}),
+    ),
     "config: two merge keys in one mapping": Case(
         lambda ws, c: show(ws, "--config", str(ws / "merge.yaml")),
         2,
