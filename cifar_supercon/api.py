@@ -19,8 +19,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from . import arguments, engine, lr_finder, outputs, plots, runs
 from . import config as config_lib
-from . import engine, lr_finder, plots, runs
 from . import schedule as schedule_lib
 from .config import Config, Override
 from .data import load_dataset
@@ -54,8 +54,10 @@ def train(
 ) -> dict[str, Any]:
     """Train in a new run directory (or continue `resume`); returns the summary.
 
-    The new directory is `<out>/<timestamp>-<name>`, or `run_dir` exactly (it must not exist).
+    The new directory is `<out>/<timestamp>-<name>`, or `run_dir` exactly (it must not exist,
+    nor lie inside a training run).
     """
+    run_dir = arguments.optional_path(run_dir, "run_dir")
     if resume is not None:
         run = Path(resume)
         runs.check_training_run(run)
@@ -78,9 +80,12 @@ def train(
     cfg = resolve_config(config, overrides)
     if run_dir is None:
         runs.check_name_lengths(cfg.out, "out")  # before the data loads
+    else:
+        runs.check_name_lengths(run_dir, "run_dir")
+        runs.check_outside_runs(run_dir, "run_dir")
     setup = engine.build(cfg, log)  # bad data fails here, before a run directory exists
     schedule_lib.check_fits(cfg.schedule, cfg.train.epochs, setup.steps_per_epoch)
-    run = runs.create(cfg.out, cfg.name) if run_dir is None else runs.create_exactly(Path(run_dir))
+    run = runs.create(cfg.out, cfg.name) if run_dir is None else runs.create_exactly(run_dir)
     with runs.locked(run):
         runs.start(run, cfg)
         log(f"run directory: {run}")
@@ -159,22 +164,25 @@ def evaluate(
 
     The data, model and precision come from the checkpoint's own config; overrides may point at
     another data folder or device. The PNG goes to `plot`, by default
-    `<run>/plots/confusion_<checkpoint name>.png` (beside the checkpoint outside a run).
+    `<run>/plots/confusion_<checkpoint name>.png` (beside the checkpoint outside a run); a
+    `plot` given is checked before any work, and refused inside a training run.
     """
     path = Path(checkpoint)
+    if plot is not None:  # its default place, the run's own plots/, is the run's to fill
+        plot = outputs.check_file(plot, "plot")
     payload = runs.load_checkpoint(path)
     cfg = config_lib.load([], overrides, base=runs.checkpoint_config(payload, path))
     device = engine.resolve_device(cfg.train.device)
     dtype = engine.resolve_precision(cfg.train.precision, device)
-    outputs = len(payload.get("classes") or ()) or NUM_CLASSES
-    model = engine.build_model(cfg, device, outputs)
+    logits = len(payload.get("classes") or ()) or NUM_CLASSES  # one output per class
+    model = engine.build_model(cfg, device, logits)
     try:
         model.load_state_dict(payload["model"])
     except (RuntimeError, KeyError) as e:
         # load_state_dict's first line only says that there were errors; the last names one
         detail = str(e).strip().splitlines()[-1].strip()
         raise CheckpointError(
-            f"{path}: weights do not fit ResNet-9 width {cfg.model.width} with {outputs} "
+            f"{path}: weights do not fit ResNet-9 width {cfg.model.width} with {logits} "
             f"outputs, one per class ({detail})"
         ) from None
     try:
@@ -203,8 +211,8 @@ def evaluate(
         in_run = path.parent.name == runs.CHECKPOINTS
         folder = path.parent.parent / runs.PLOTS if in_run else path.parent
         plot = folder / f"confusion_{path.stem}.png"
-    plots.save(plots.confusion_figure(matrix, classes), Path(plot))
-    return Evaluation(result.accuracy, result.loss, classes, per_class, matrix, Path(plot))
+    plots.save(plots.confusion_figure(matrix, classes), plot)
+    return Evaluation(result.accuracy, result.loss, classes, per_class, matrix, plot)
 
 
 def schedule_steps(
@@ -250,7 +258,14 @@ def plot_schedule(
     """The schedule's LR and momentum per step as a figure; optionally saved as PNG and CSV.
 
     CSV columns: step (0-based), epoch (1-based, the epoch the step belongs to), lr, momentum.
+    `png` and `csv_path` are checked before any work, and refused inside a training run.
     """
+    if png is not None:
+        png = outputs.check_file(png, "png")
+    if csv_path is not None:
+        csv_path = outputs.check_file(csv_path, "csv_path", image=False)
+        if png is not None:
+            outputs.check_distinct(png, "png", csv_path, "csv_path")
     cfg = resolve_config(config, overrides)
     schedule, total, per_epoch = schedule_steps(cfg, cycles)
     if csv_path is not None:
@@ -260,8 +275,8 @@ def plot_schedule(
         for step in range(total):
             lr, momentum = schedule(step)
             writer.writerow([step, step // per_epoch + 1, repr(lr), repr(momentum)])
-        runs.write_text(Path(csv_path), buffer.getvalue())
+        runs.write_text(csv_path, buffer.getvalue())
     figure = plots.schedule_figure(schedule, total, per_epoch)
     if png is not None:
-        plots.save(figure, Path(png))
+        plots.save(figure, png)
     return figure

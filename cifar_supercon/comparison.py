@@ -13,7 +13,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from . import curves, plots, runs, sweep_spec
+from . import curves, outputs, plots, runs, sweep_spec
 from .errors import UsageError
 
 
@@ -98,7 +98,10 @@ def table(entries: Sequence[Entry]) -> tuple[list[str], list[list[str]]]:
 
 
 def compare(paths: Sequence[str | Path], png: str | Path | None = None) -> Comparison:
-    """Overlay the test accuracy and lr per epoch of runs and sweep cells; optionally a PNG."""
+    """Overlay the test accuracy and lr per epoch of runs and sweep cells; optionally a PNG,
+    checked before any work (and refused inside a training run)."""
+    if png is not None:
+        png = outputs.check_file(png, "png")
     if not paths:
         raise UsageError("compare: name at least one run or sweep folder")
     given: dict[Path, Path] = {}  # resolved -> as typed
@@ -111,5 +114,5 @@ def compare(paths: Sequence[str | Path], png: str | Path | None = None) -> Compa
     entries = [entry for path in paths for entry in entries_of(Path(path))]
     figure = plots.curves_figure([e.curve for e in entries])
     if png is not None:
-        plots.save(figure, Path(png))
-    return Comparison(entries, figure, Path(png) if png is not None else None)
+        plots.save(figure, png)
+    return Comparison(entries, figure, png)
