@@ -3,8 +3,11 @@
     from cifar_supercon import train, find_lr, evaluate, plot_schedule
     summary = train("configs/cpu-smoke.yaml", overrides={"data.root": "data/cifar10-png"})
 
-Each function takes a config (a Config, a YAML path or several, or None for the defaults) and
-overrides (a mapping of dotted keys, or `Override`s), and reports through `log`.
+Each function takes a config (a Config, a YAML path, a mapping of sections as a YAML file holds
+them, a list of these merged left to right, or None for the defaults) and overrides (a mapping
+of dotted keys, 'KEY=VALUE' texts as --set takes them, or `Override`s), and reports through
+`log` (None: nowhere). An argument of the wrong kind is a UsageError naming it; a path that an
+output argument names is checked before any work, and never one inside a training run.
 """
 
 from __future__ import annotations
@@ -30,17 +33,25 @@ from .model import NUM_CLASSES
 from .training import fit
 
 Log = Callable[[str], None]
-ConfigSource = Config | str | Path | Sequence[str | Path] | None
-Overrides = Sequence[Override] | Mapping[str, Any]
+ConfigSource = (
+    Config
+    | str
+    | Path
+    | Mapping[str, Any]
+    | Sequence[Config | str | Path | Mapping[str, Any]]
+    | None
+)
+Overrides = Sequence[Override | str] | Mapping[str, Any] | str | None
 CIFAR10_TRAIN_IMAGES = 50_000
 MAX_DRAWN_STEPS = 2_000_000  # plot-schedule holds every step in memory (~100 MB of CSV text)
 
 
 def resolve_config(config: ConfigSource = None, overrides: Overrides = ()) -> Config:
+    """The Config a call runs: `config` merged left to right, then `overrides`, validated."""
+    overrides = config_lib.as_overrides(overrides)
     if isinstance(config, Config):
         return config_lib.load([], overrides, base=config) if overrides else config
-    paths = [config] if isinstance(config, str | Path) else list(config or [])
-    return config_lib.load(paths, overrides)
+    return config_lib.load(config_lib.config_sources(config, "config"), overrides)
 
 
 def train(
@@ -54,14 +65,27 @@ def train(
 ) -> dict[str, Any]:
     """Train in a new run directory (or continue `resume`); returns the summary.
 
-    The new directory is `<out>/<timestamp>-<name>`, or `run_dir` exactly (it must not exist,
-    nor lie inside a training run).
+    The new directory is `<out>/<timestamp>-<name>`, or `run_dir` exactly (it must not exist).
+    A resumed run continues with its own config.yaml in its own folder: `config` and `run_dir`
+    are refused with `resume`, and overrides may change only runs.RESUME_MAY_CHANGE.
     """
+    log, progress = arguments.log(log), arguments.flag(progress, "progress")
     run_dir = arguments.optional_path(run_dir, "run_dir")
+    overrides = config_lib.as_overrides(overrides)
     if resume is not None:
-        run = Path(resume)
+        run = arguments.path(resume, "resume")
+        if config_lib.config_sources(config, "config"):
+            raise UsageError(
+                f"config {_shown_config(config)} with resume {str(run)!r}: a resumed run "
+                "continues with its own config.yaml; leave config out (overrides may change "
+                f"only {', '.join(runs.RESUME_MAY_CHANGE)})"
+            )
+        if run_dir is not None:
+            raise UsageError(
+                f"run_dir {str(run_dir)!r} with resume {str(run)!r}: a resumed run continues "
+                "in its own folder; leave run_dir out"
+            )
         runs.check_training_run(run)
-        overrides = config_lib.as_overrides(overrides)
         if fixed := [o.key for o in overrides if o.key not in runs.RESUME_MAY_CHANGE]:
             allowed = ", ".join(runs.RESUME_MAY_CHANGE)
             raise UsageError(
@@ -91,6 +115,11 @@ def train(
         log(f"run directory: {run}")
         summary = _fit_resumably(cfg, run, log, progress, setup)
     return {**summary, "run_dir": str(run)}
+
+
+def _shown_config(config: Any) -> str:
+    """A config argument in a message: a Config's repr is its every value."""
+    return f"<Config {config.name!r}>" if isinstance(config, Config) else arguments.shown(config)
 
 
 def _fit_resumably(
@@ -125,6 +154,7 @@ def find_lr(
     progress: bool = True,
 ) -> FindLrResult:
     """The LR range test under the config's training conditions, in a new run directory."""
+    log, progress = arguments.log(log), arguments.flag(progress, "progress")
     cfg = resolve_config(config, overrides)
     runs.check_name_lengths(cfg.out, "out")  # before the data loads
     setup = engine.build(cfg, log)
@@ -167,9 +197,12 @@ def evaluate(
     `<run>/plots/confusion_<checkpoint name>.png` (beside the checkpoint outside a run); a
     `plot` given is checked before any work, and refused inside a training run.
     """
-    path = Path(checkpoint)
+    path = arguments.path(checkpoint, "checkpoint")
+    tta_flip = arguments.optional_flag(tta_flip, "tta_flip")
+    log = arguments.log(log)
     if plot is not None:  # its default place, the run's own plots/, is the run's to fill
         plot = outputs.check_file(plot, "plot")
+    overrides = config_lib.as_overrides(overrides)
     payload = runs.load_checkpoint(path)
     cfg = config_lib.load([], overrides, base=runs.checkpoint_config(payload, path))
     device = engine.resolve_device(cfg.train.device)
@@ -266,6 +299,8 @@ def plot_schedule(
         csv_path = outputs.check_file(csv_path, "csv_path", image=False)
         if png is not None:
             outputs.check_distinct(png, "png", csv_path, "csv_path")
+    if cycles is not None:
+        cycles = arguments.whole(cycles, "cycles", 1)
     cfg = resolve_config(config, overrides)
     schedule, total, per_epoch = schedule_steps(cfg, cycles)
     if csv_path is not None:
