@@ -13,11 +13,12 @@ import yaml
 from conftest import tiny_config
 
 import cifar_supercon
-from cifar_supercon import api, arguments
+from cifar_supercon import api, arguments, executors
 from cifar_supercon import config as config_lib
 from cifar_supercon.comparison import compare
 from cifar_supercon.config import ConfigError, Override
 from cifar_supercon.errors import UsageError
+from cifar_supercon.sweeps import sweep
 
 RUN_RULE = "which holds only what the run wrote; choose a place outside it"
 
@@ -304,6 +305,143 @@ def test_resume_with_a_config_or_run_dir_is_refused(finished: Path, tmp_path: Pa
         f"run_dir {str(tmp_path / 'x')!r} with resume {str(finished)!r}: a resumed run "
         "continues in its own folder; leave run_dir out"
     )
+
+
+class Collect:
+    """An executor that runs nothing: what the sweep would have run."""
+
+    def run(
+        self, work: executors.Work, tasks: list, done: executors.Done, lost: executors.Lost
+    ) -> None:
+        self.tasks = list(tasks)
+
+
+@pytest.mark.parametrize(
+    ("grid", "seeds"),
+    [
+        ({"schedule.lr_max": "0.2,0.4"}, "0-1"),
+        (["schedule.lr_max=0.2, 0.4"], "0,1"),
+        ("schedule.lr_max=0.2,0.4", [0, 1]),
+        ({"schedule.lr_max": [0.2, 0.4]}, range(2)),
+        ({"schedule.lr_max": ["0.2", 0.4]}, (1, 0, 1)),
+    ],
+)
+def test_sweep_takes_the_command_line_s_text_forms(
+    image_folder: Path, tmp_path: Path, grid: Any, seeds: Any
+) -> None:
+    executor = Collect()
+    cfg = tiny_config(image_folder, tmp_path / "runs")
+    result = sweep(cfg, grid=grid, seeds=seeds, out=tmp_path, executor=executor, log=None)
+    assert result.spec.grid == {"schedule.lr_max": [0.2, 0.4]}
+    assert result.spec.seeds == [0, 1]
+    assert len(executor.tasks) == 4
+
+
+def test_sweep_takes_one_value_and_a_named_executor(image_folder: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(image_folder, tmp_path / "runs")
+    result = sweep(
+        cfg,
+        grid={"optim.weight_decay": 0},
+        seeds=[3],
+        out=tmp_path,
+        name="one",
+        executor=Collect(),
+        log=None,
+    )
+    assert (result.spec.grid, result.spec.seeds) == ({"optim.weight_decay": [0.0]}, [3])
+
+
+@pytest.mark.parametrize(
+    ("arguments_", "message", "error"),
+    [
+        (
+            {"seeds": [True]},
+            "seeds [True]: True is no seed; expected whole numbers, 0 <= seed <= 4294967295",
+            UsageError,
+        ),
+        (
+            {"seeds": [0, 1.5]},
+            "seeds [0, 1.5]: 1.5 is no seed; expected whole numbers, 0 <= seed <= 4294967295",
+            UsageError,
+        ),
+        (
+            {"seeds": [-1]},
+            "seeds [-1]: -1 is no seed; expected whole numbers, 0 <= seed <= 4294967295",
+            UsageError,
+        ),
+        (
+            {"seeds": 3},
+            "seeds 3: expected a list of seeds such as [0, 1, 2], or text such as '0-4'",
+            UsageError,
+        ),
+        (
+            {"seeds": []},
+            "seeds []: expected at least one seed, 0 <= seed <= 4294967295",
+            UsageError,
+        ),
+        (
+            {"seeds": "0-x"},
+            "seeds '0-x': expected seeds like 0-4, 0,1,2 or 0-2,7 (0 <= seed <= 4294967295)",
+            UsageError,
+        ),
+        (
+            {"grid": {"schedule.lr_max": "0.2,0.2"}},
+            "grid 'schedule.lr_max=0.2,0.2': '0.2' and '0.2' are the same value; list each once",
+            UsageError,
+        ),
+        (
+            {"grid": {"schedule.lr_max": "0.2,,0.4"}},
+            "grid 'schedule.lr_max=0.2,,0.4': a value is empty (two commas, or one at an end)",
+            ConfigError,
+        ),
+        (
+            {"grid": ["schedule.lr_max=0.2", "schedule.lr_max=0.4"]},
+            "grid schedule.lr_max: given twice; list all its values once",
+            UsageError,
+        ),
+        (
+            {"grid": "schedule.lr_max"},
+            "grid 'schedule.lr_max': expected KEY=V1,V2,..., e.g. 'schedule.lr_max=0.2,0.4,0.8'",
+            ConfigError,
+        ),
+        ({"grid": {"seed": "1,2"}}, "grid seed: not a grid key (use --seeds)", ConfigError),
+        (
+            {"grid": 5},
+            "grid 5: expected a mapping {dotted key: values} such as "
+            "{'schedule.lr_max': [0.2, 0.4]} (or '0.2,0.4'), or 'KEY=V1,V2' texts such as "
+            "['schedule.lr_max=0.2,0.4']",
+            UsageError,
+        ),
+        (
+            {"grid": {"schedule.lr_max": {"a": 1}}},
+            "grid schedule.lr_max: {'a': 1}: expected a list of values, or text such as '0.2,0.4'",
+            UsageError,
+        ),
+        (
+            {"executor": "cluster"},
+            "executor 'cluster': expected 'local', 'ray', or an executor "
+            "such as executors.Local(), executors.Devices(['0', '1']), "
+            "executors.Ray(address=...)",
+            UsageError,
+        ),
+        ({"target": 90}, "target 90: expected a number from 0 to 1", UsageError),
+        ({"retry_failed": "yes"}, "retry_failed 'yes': expected True or False", UsageError),
+        ({"out": None}, "out None: expected a path (a str or pathlib.Path)", UsageError),
+        ({"name": 5}, f"--name 5: expected {config_lib.NAME_RULE}", UsageError),
+        (
+            {"log": 1},
+            "log 1: expected a function taking one line of text, such as print, or None",
+            UsageError,
+        ),
+    ],
+)
+def test_sweep_arguments_of_the_wrong_kind(
+    image_folder: Path, tmp_path: Path, arguments_: dict, message: str, error: type
+) -> None:
+    cfg = tiny_config(image_folder, tmp_path / "runs")
+    call = {"out": tmp_path / "sweeps", "executor": Collect(), **arguments_}
+    assert refused(lambda: sweep(cfg, **call), error) == message
+    assert not (tmp_path / "sweeps").exists()
 
 
 def test_values_in_messages_stay_one_short_line() -> None:
