@@ -39,6 +39,7 @@ from .sweep_results import (
 from .sweep_spec import (
     FAILED_FILE,
     LOGS_DIR,
+    MAX_SEEDS,
     RUNS_DIR,
     SPEC_FILE,
     Spec,
@@ -308,7 +309,8 @@ GRID_KINDS = (
 
 
 def _seeds(seeds: Any) -> list[int]:
-    """A list of whole numbers, or the command line's text ("0-4", "0,1,2", "0-2,7")."""
+    """Distinct seeds from a list of whole numbers, or from the command line's text ("0-4",
+    "0,1,2", "0-2,7"), at most MAX_SEEDS of them (range(10**12) is not read to its end)."""
     if isinstance(seeds, str):
         return parse_seeds(seeds, "seeds")
     if not arguments.is_list(seeds):
@@ -316,7 +318,7 @@ def _seeds(seeds: Any) -> list[int]:
             f"seeds {arguments.shown(seeds)}: expected a list of seeds such as [0, 1, 2], or "
             "text such as '0-4'"
         )
-    found = []
+    found: dict[int, None] = {}  # in the order given
     for seed in seeds:
         try:  # numpy's integers too; True is no seed
             number = operator.index(seed) if not isinstance(seed, bool) else None
@@ -327,15 +329,17 @@ def _seeds(seeds: Any) -> list[int]:
                 f"seeds {arguments.shown(seeds)}: {seed!r} is no seed; expected whole numbers, "
                 f"0 <= seed <= {config_lib.MAX_SEED}"
             )
-        found.append(number)
-    return found
+        found[number] = None
+        if len(found) > MAX_SEEDS:
+            raise UsageError(f"seeds {arguments.shown(seeds)}: more than {MAX_SEEDS:,} seeds")
+    return list(found)
 
 
 def _executor(executor: Any) -> executors.Executor:
     """An executor, or the command line's names for the two kinds: 'local', 'ray'."""
-    if executor is None or executor == "local":
+    if executor is None or (isinstance(executor, str) and executor == "local"):
         return executors.Local()
-    if executor == "ray":
+    if isinstance(executor, str) and executor == "ray":
         return executors.Ray()
     if isinstance(executor, str) or not callable(getattr(executor, "run", None)):
         raise UsageError(

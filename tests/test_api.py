@@ -375,6 +375,11 @@ def test_sweep_takes_one_value_and_a_named_executor(image_folder: Path, tmp_path
             UsageError,
         ),
         (
+            {"seeds": range(10**12)},
+            "seeds range(0, 1000000000000): more than 100,000 seeds",
+            UsageError,
+        ),
+        (
             {"seeds": []},
             "seeds []: expected at least one seed, 0 <= seed <= 4294967295",
             UsageError,
