@@ -102,11 +102,10 @@ def train(
             summary = _fit_resumably(cfg, run, log, progress, setup, checkpoint)
         return {**summary, "run_dir": str(run)}
     cfg = resolve_config(config, overrides)
-    if run_dir is None:
-        runs.check_name_lengths(cfg.out, "out")  # before the data loads
-    else:
-        runs.check_name_lengths(run_dir, "run_dir")
-        runs.check_outside_runs(run_dir, "run_dir")
+    # Where the run goes, checked before the data loads (runs.create checks again as it creates)
+    where, what = (cfg.out, "out") if run_dir is None else (run_dir, "run_dir")
+    runs.check_name_lengths(where, what)
+    runs.check_outside_runs(where, what)
     setup = engine.build(cfg, log)  # bad data fails here, before a run directory exists
     schedule_lib.check_fits(cfg.schedule, cfg.train.epochs, setup.steps_per_epoch)
     run = runs.create(cfg.out, cfg.name) if run_dir is None else runs.create_exactly(run_dir)
@@ -157,6 +156,7 @@ def find_lr(
     log, progress = arguments.log(log), arguments.flag(progress, "progress")
     cfg = resolve_config(config, overrides)
     runs.check_name_lengths(cfg.out, "out")  # before the data loads
+    runs.check_outside_runs(cfg.out, "out")
     setup = engine.build(cfg, log)
     run = runs.create(cfg.out, f"{cfg.name}-find-lr")
     runs.write_config(run, cfg)

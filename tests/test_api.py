@@ -114,9 +114,12 @@ def test_train_run_dir_and_out_inside_a_run_are_refused_before_any_work(
     target = finished / "again"
     message = refused(lambda: api.train(cfg, run_dir=target, log=None))
     assert message == f"run_dir {target}: inside the run {finished.resolve()}, {RUN_RULE}"
-    inside = {"out": str(finished / "plots")}
-    message = refused(lambda: api.find_lr(cfg, overrides=inside, log=None))
-    assert message == f"out {finished / 'plots'}: inside the run {finished.resolve()}, {RUN_RULE}"
+    inside = {"out": str(finished / "plots"), "data.root": str(tmp_path / "nowhere")}
+    for call in (api.find_lr, api.train):  # before the data loads: a missing root is not seen
+        message = refused(lambda call=call: call(cfg, overrides=inside, log=None))
+        assert message == (
+            f"out {finished / 'plots'}: inside the run {finished.resolve()}, {RUN_RULE}"
+        )
     assert contents(finished) == before
 
 
