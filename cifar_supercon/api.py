@@ -3,8 +3,11 @@
     from cifar_supercon import train, find_lr, evaluate, plot_schedule
     summary = train("configs/cpu-smoke.yaml", overrides={"data.root": "data/cifar10-png"})
 
-Each function takes a config (a Config, a YAML path or several, or None for the defaults) and
-overrides (a mapping of dotted keys, or `Override`s), and reports through `log`.
+Each function takes a config (a Config, a YAML path, a mapping of sections as a YAML file holds
+them, a list of these merged left to right, or None for the defaults) and overrides (a mapping
+of dotted keys, 'KEY=VALUE' texts as --set takes them, or `Override`s), and reports through
+`log` (None: nowhere). An argument of the wrong kind is a UsageError naming it; a path that an
+output argument names is checked before any work, and never one inside a training run.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from . import arguments, engine, lr_finder, outputs, plots, processes, runs
 from . import config as config_lib
-from . import engine, lr_finder, plots, processes, runs
 from . import schedule as schedule_lib
 from .config import Config, Override
 from .data import load_dataset
@@ -31,17 +34,25 @@ from .model import NUM_CLASSES
 from .training import fit, resolve_auto_lr
 
 Log = Callable[[str], None]
-ConfigSource = Config | str | Path | Sequence[str | Path] | None
-Overrides = Sequence[Override] | Mapping[str, Any]
+ConfigSource = (
+    Config
+    | str
+    | Path
+    | Mapping[str, Any]
+    | Sequence[Config | str | Path | Mapping[str, Any]]
+    | None
+)
+Overrides = Sequence[Override | str] | Mapping[str, Any] | str | None
 CIFAR10_TRAIN_IMAGES = 50_000
 MAX_DRAWN_STEPS = 2_000_000  # plot-schedule holds every step in memory (~100 MB of CSV text)
 
 
 def resolve_config(config: ConfigSource = None, overrides: Overrides = ()) -> Config:
+    """The Config a call runs: `config` merged left to right, then `overrides`, validated."""
+    overrides = config_lib.as_overrides(overrides)
     if isinstance(config, Config):
         return config_lib.load([], overrides, base=config) if overrides else config
-    paths = [config] if isinstance(config, str | Path) else list(config or [])
-    return config_lib.load(paths, overrides)
+    return config_lib.load(config_lib.config_sources(config, "config"), overrides)
 
 
 def train(
@@ -56,11 +67,26 @@ def train(
     """Train in a new run directory (or continue `resume`); returns the summary.
 
     The new directory is `<out>/<timestamp>-<name>`, or `run_dir` exactly (it must not exist).
+    A resumed run continues with its own config.yaml in its own folder: `config` and `run_dir`
+    are refused with `resume`, and overrides may change only runs.RESUME_MAY_CHANGE.
     """
+    log, progress = arguments.log(log), arguments.flag(progress, "progress")
+    run_dir = arguments.optional_path(run_dir, "run_dir")
+    overrides = config_lib.as_overrides(overrides)
     if resume is not None:
-        run = Path(resume)
+        run = arguments.path(resume, "resume")
+        if config_lib.config_sources(config, "config"):
+            raise UsageError(
+                f"config {_shown_config(config)} with resume {str(run)!r}: a resumed run "
+                "continues with its own config.yaml; leave config out (overrides may change "
+                f"only {', '.join(runs.RESUME_MAY_CHANGE)})"
+            )
+        if run_dir is not None:
+            raise UsageError(
+                f"run_dir {str(run_dir)!r} with resume {str(run)!r}: a resumed run continues "
+                "in its own folder; leave run_dir out"
+            )
         runs.check_training_run(run)
-        overrides = config_lib.as_overrides(overrides)
         if fixed := [o.key for o in overrides if o.key not in runs.RESUME_MAY_CHANGE]:
             allowed = ", ".join(runs.RESUME_MAY_CHANGE)
             raise UsageError(
@@ -90,8 +116,10 @@ def train(
             )
         return {**summary, "run_dir": str(run)}
     cfg = resolve_config(config, overrides)
-    if run_dir is None:
-        runs.check_name_lengths(cfg.out, "out")  # before the data loads
+    # Where the run goes, checked before the data loads (runs.create checks again as it creates)
+    where, what = (cfg.out, "out") if run_dir is None else (run_dir, "run_dir")
+    runs.check_name_lengths(where, what)
+    runs.check_outside_runs(where, what)
     setup = engine.build(cfg, log)  # bad data fails here, before a run directory exists
     schedule_lib.check_fits(cfg.schedule, cfg.train.epochs, setup.steps_per_epoch)
     found = resolve_auto_lr(setup, log, progress)  # a failed or stopped range test: no folder
@@ -121,6 +149,11 @@ def train(
     return {**summary, "run_dir": str(run)}
 
 
+def _shown_config(config: Any) -> str:
+    """A config argument in a message: a Config's repr is its every value."""
+    return f"<Config {config.name!r}>" if isinstance(config, Config) else arguments.shown(config)
+
+
 @contextlib.contextmanager
 def _named_for_resume(run: Path) -> Iterator[None]:
     """A stop outside the epochs' own signal handling (a second Ctrl-C, one during
@@ -147,8 +180,10 @@ def find_lr(
     progress: bool = True,
 ) -> FindLrResult:
     """The LR range test under the config's training conditions, in a new run directory."""
+    log, progress = arguments.log(log), arguments.flag(progress, "progress")
     cfg = resolve_config(config, overrides)
     runs.check_name_lengths(cfg.out, "out")  # before the data loads
+    runs.check_outside_runs(cfg.out, "out")
     setup = engine.build(cfg, log)
     run = None
     try:
@@ -189,22 +224,28 @@ def evaluate(
 
     The data, model and precision come from the checkpoint's own config; overrides may point at
     another data folder or device. The PNG goes to `plot`, by default
-    `<run>/plots/confusion_<checkpoint name>.png` (beside the checkpoint outside a run).
+    `<run>/plots/confusion_<checkpoint name>.png` (beside the checkpoint outside a run); a
+    `plot` given is checked before any work, and refused inside a training run.
     """
-    path = Path(checkpoint)
+    path = arguments.path(checkpoint, "checkpoint")
+    tta_flip = arguments.optional_flag(tta_flip, "tta_flip")
+    log = arguments.log(log)
+    if plot is not None:  # its default place, the run's own plots/, is the run's to fill
+        plot = outputs.check_file(plot, "plot")
+    overrides = config_lib.as_overrides(overrides)
     payload = runs.load_checkpoint(path)
     cfg = config_lib.load([], overrides, base=runs.checkpoint_config(payload, path))
     device = engine.resolve_device(cfg.train.device)
     dtype = engine.resolve_precision(cfg.train.precision, device)
-    outputs = len(payload.get("classes") or ()) or NUM_CLASSES
-    model = engine.build_model(cfg, device, outputs)
+    logits = len(payload.get("classes") or ()) or NUM_CLASSES  # one output per class
+    model = engine.build_model(cfg, device, logits)
     try:
         model.load_state_dict(payload["model"])
     except (RuntimeError, KeyError) as e:
         # load_state_dict's first line only says that there were errors; the last names one
         detail = str(e).strip().splitlines()[-1].strip()
         raise CheckpointError(
-            f"{path}: weights do not fit ResNet-9 width {cfg.model.width} with {outputs} "
+            f"{path}: weights do not fit ResNet-9 width {cfg.model.width} with {logits} "
             f"outputs, one per class ({detail})"
         ) from None
     try:
@@ -233,8 +274,8 @@ def evaluate(
         in_run = path.parent.name == runs.CHECKPOINTS
         folder = path.parent.parent / runs.PLOTS if in_run else path.parent
         plot = folder / f"confusion_{path.stem}.png"
-    plots.save(plots.confusion_figure(matrix, classes), Path(plot))
-    return Evaluation(result.accuracy, result.loss, classes, per_class, matrix, Path(plot))
+    plots.save(plots.confusion_figure(matrix, classes), plot)
+    return Evaluation(result.accuracy, result.loss, classes, per_class, matrix, plot)
 
 
 def schedule_steps(
@@ -280,7 +321,16 @@ def plot_schedule(
     """The schedule's LR and momentum per step as a figure; optionally saved as PNG and CSV.
 
     CSV columns: step (0-based), epoch (1-based, the epoch the step belongs to), lr, momentum.
+    `png` and `csv_path` are checked before any work, and refused inside a training run.
     """
+    if png is not None:
+        png = outputs.check_file(png, "png")
+    if csv_path is not None:
+        csv_path = outputs.check_file(csv_path, "csv_path", image=False)
+        if png is not None:
+            outputs.check_distinct(png, "png", csv_path, "csv_path")
+    if cycles is not None:
+        cycles = arguments.whole(cycles, "cycles", 1)
     cfg = resolve_config(config, overrides)
     schedule, total, per_epoch = schedule_steps(cfg, cycles)
     if csv_path is not None:
@@ -290,8 +340,8 @@ def plot_schedule(
         for step in range(total):
             lr, momentum = schedule(step)
             writer.writerow([step, step // per_epoch + 1, repr(lr), repr(momentum)])
-        runs.write_text(Path(csv_path), buffer.getvalue())
+        runs.write_text(csv_path, buffer.getvalue())
     figure = plots.schedule_figure(schedule, total, per_epoch)
     if png is not None:
-        plots.save(figure, Path(png))
+        plots.save(figure, png)
     return figure

@@ -25,7 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from . import api, executors, plots, runs, sweep_results, sweep_spec
+from . import api, executors, outputs, sweep_results, sweep_spec
 from . import comparison as compare_lib
 from . import config as config_lib
 from . import sweeps as sweep_lib
@@ -321,13 +321,10 @@ def _overrides(
 
 
 def _output_file(path: Path, option: str, image: bool = True) -> None:
-    """A file an option names for writing (a figure, a CSV), checked before any work: an image
-    suffix, a name the system accepts, and a place outside every training run (whose files it
-    would replace)."""
-    runs.check_name_lengths(path, option)
-    if image:
-        plots.image_format(path, option)
-    runs.check_outside_runs(path, option)
+    """A file an option names for writing (a figure, a CSV), checked before any work by the
+    API's own check, here so that its message names the option as typed (the API, which checks
+    again, names its argument)."""
+    outputs.check_file(path, option, image)
 
 
 def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
@@ -535,9 +532,8 @@ def plot_schedule(
         _output_file(out, "--out")
         if csv is not None:
             _output_file(csv, "--csv", image=False)
-        # compared as written: a link is followed to the file it names (writes replace that)
-        if csv is not None and runs.resolved(csv) == runs.resolved(out):
-            raise UsageError(f"--csv {csv}: the same file as --out; give each its own name")
+        if csv is not None:
+            outputs.check_distinct(out, "--out", csv, "--csv")
         overrides = _overrides(set_, epochs, peak_epoch, lr_max, lr_min, batch_size)
         if policy is not None:
             overrides.append(Override("schedule.policy", policy, "--policy"))

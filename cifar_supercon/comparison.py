@@ -6,14 +6,16 @@ finished runs with a +- std band.
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from matplotlib.figure import Figure
 
-from . import curves, plots, runs, sweep_spec
+from . import arguments, curves, outputs, plots, runs, sweep_spec
 from .errors import UsageError
 
 
@@ -97,19 +99,35 @@ def table(entries: Sequence[Entry]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def compare(paths: Sequence[str | Path], png: str | Path | None = None) -> Comparison:
-    """Overlay the test accuracy and lr per epoch of runs and sweep cells; optionally a PNG."""
-    if not paths:
+def compare(paths: str | Path | Sequence[str | Path], png: str | Path | None = None) -> Comparison:
+    """Overlay the test accuracy and lr per epoch of runs and sweep cells; optionally a PNG,
+    checked before any work (and refused inside a training run). `paths`: one run or sweep
+    folder, or a list of them."""
+    if png is not None:
+        png = outputs.check_file(png, "png")
+    folders = _folders(paths)
+    if not folders:
         raise UsageError("compare: name at least one run or sweep folder")
     given: dict[Path, Path] = {}  # resolved -> as typed
-    for path in map(Path, paths):
+    for path in folders:
         # A folder twice would be two identical lines in the table and the figure.
         if (first := given.get(path.resolve())) is not None:
             same = f"{path}: given twice" if first == path else f"{first} and {path}: one folder"
             raise UsageError(f"compare: {same}; name each run or sweep once")
         given[path.resolve()] = path
-    entries = [entry for path in paths for entry in entries_of(Path(path))]
+    entries = [entry for path in folders for entry in entries_of(path)]
     figure = plots.curves_figure([e.curve for e in entries])
     if png is not None:
-        plots.save(figure, Path(png))
-    return Comparison(entries, figure, Path(png) if png is not None else None)
+        plots.save(figure, png)
+    return Comparison(entries, figure, png)
+
+
+def _folders(paths: Any) -> list[Path]:
+    """One folder (a str is one path, not a list of one-letter ones), or a list of them."""
+    if isinstance(paths, str | os.PathLike):
+        return [arguments.path(paths, "paths")]
+    if not arguments.is_list(paths):
+        raise UsageError(
+            f"paths {arguments.shown(paths)}: expected a run or sweep folder, or a list of them"
+        )
+    return [arguments.path(path, "paths") for path in paths]

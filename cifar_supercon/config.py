@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import difflib
 import itertools
+import os
 import re
 import typing
 import unicodedata
@@ -32,7 +33,8 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ConfigError, first_line
+from . import arguments
+from .errors import ConfigError, UsageError, first_line
 
 AUTO = "auto"
 DEFAULTS = "defaults"
@@ -53,6 +55,8 @@ TWO_BOUND_POLICIES = ("one_cycle", "triangular", "triangular2", "exp_range")
 def is_folder_name(name: str) -> bool:
     """A run's or a sweep's name: one folder inside its parent (`../x` or `a/b` would put it
     elsewhere), short enough for the time stamp and suffixes a run folder adds."""
+    if not isinstance(name, str):
+        return False
     return bool(re.fullmatch(NAME_PATTERN, name)) and len(name) <= MAX_NAME_LENGTH
 
 
@@ -396,7 +400,19 @@ class _StrictLoader(yaml.SafeLoader):
         """YAML merge keys (`<<: *base`): the merged pairs go first, so that the mapping's own
         keys override them. Counted, so that only a key given twice among its own is refused."""
         if node not in self.merged:  # a mapping merged twice is flattened once
-            own = sum(key.tag != MERGE_TAG for key, _ in node.value)
+            # Two `<<` keys in one mapping are a key given twice, as any other: PyYAML would
+            # merge both, the last one's values winning. Several bases go in one list,
+            # `<<: [*a, *b]`, where the order is the rule (the first one's values win).
+            merges = [key for key, _ in node.value if key.tag == MERGE_TAG]
+            if len(merges) > 1:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {merges[1].value!r} appears twice in one mapping; merge several "
+                    "mappings with one: <<: [*a, *b]",
+                    merges[1].start_mark,
+                )
+            own = len(node.value) - len(merges)
             super().flatten_mapping(node)
             self.merged[node] = len(node.value) - own
 
@@ -506,11 +522,11 @@ def parse_set(assignment: str, option: str = "--set") -> Override:
     key = key.strip()
     parts = key.split(".")
     if not sep or not key or not all(p.isidentifier() for p in parts):
+        example = (
+            "--set schedule.lr_max=0.4" if option.startswith("--") else "'schedule.lr_max=0.4'"
+        )
         raise ConfigError(
-            [
-                f"{option} {assignment!r}: expected KEY=VALUE with a dotted key, "
-                "e.g. --set schedule.lr_max=0.4"
-            ]
+            [f"{option} {assignment!r}: expected KEY=VALUE with a dotted key, e.g. {example}"]
         )
     check_key(key, option)
     return Override(key, parse_value(text, f"{option} {assignment!r}"), option)
@@ -542,15 +558,48 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, An
             yield dotted, value
 
 
-def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> bool:
+    """Set `key` in the nested tree. False, leaving the tree as it is, where an earlier source
+    gave the key's place the wrong shape: a section as a value (`train: 5`, then `train.device`
+    set) or a value as a mapping (`seed: {a: 1}`, then `seed` set). That source's error must
+    stay to be reported, not be replaced by a later source's key."""
     *parents, leaf = key.split(".")
     node = tree
-    for part in parents:
+    for depth, part in enumerate(parents):
         child = node.get(part)
         if not isinstance(child, dict):
-            child = node[part] = {}
+            if part in node and _kind(parents[: depth + 1]) == "section":
+                return False
+            child = node[part] = {}  # a value given as a mapping here: this source's error
         node = child
+    if isinstance(node.get(leaf), dict) and _kind([*parents, leaf]) == "value":
+        return False
     node[leaf] = value
+    return True
+
+
+def _record(origins: dict[str, str], key: str, source: str) -> None:
+    """`source` set `key`: and so the section above it too, where it replaced a value there
+    (`seed: {a: 1}` after `seed: 3`), which is then no longer the earlier source's."""
+    parts = key.split(".")
+    for n in range(1, len(parts)):
+        origins.pop(".".join(parts[:n]), None)
+    origins.pop(key, None)  # keep the dict in the order keys were last set
+    origins[key] = source
+
+
+def _kind(parts: Sequence[str]) -> str | None:
+    """'section' or 'value' for a config key given by its parts, None for an unknown key."""
+    model: type[BaseModel] = Config
+    for depth, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field is not None else None
+        is_section = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        if field is None or (depth < len(parts) - 1 and not is_section):
+            return None
+        if is_section:
+            model = annotation
+    return "section" if is_section else "value"
 
 
 def _check_overrides(overrides: Sequence[Override]) -> list[str]:
@@ -650,49 +699,117 @@ def _describe(error: Mapping[str, Any]) -> tuple[str, str]:
     return key, f"{message} (got {shown})"
 
 
-def as_overrides(overrides: Sequence[Override] | Mapping[str, Any]) -> list[Override]:
-    """A mapping {dotted key: value} (the Python API's form) as a list of Overrides."""
+# What the Python API takes as a config: a YAML file's path, a mapping of sections (a YAML
+# file's content), a Config, or a list of them merged left to right.
+CONFIG_KINDS = (
+    "a YAML path, a mapping of sections such as {'train': {'epochs': 3}}, a Config, "
+    "or a list of them"
+)
+OVERRIDE_KINDS = (
+    "a mapping {dotted key: value} such as {'train.epochs': 3}, or a list of 'KEY=VALUE' "
+    "texts such as ['train.epochs=3']"
+)
+
+
+def config_sources(given: Any, name: str = "config") -> list[Path | Mapping[str, Any]]:
+    """The config sources an API call names, as a list of paths and mappings (a Config as the
+    mapping of its values); `name` is the argument, for messages. A str is one path, never a
+    list of one-letter paths."""
+    listed = arguments.is_list(given) and not isinstance(given, BaseModel)  # a model iterates
+    items = given if listed else [] if given is None else [given]
+    found: list[Path | Mapping[str, Any]] = []
+    for item in items:
+        if isinstance(item, Config):
+            found.append(to_dict(item))
+        elif isinstance(item, Mapping):
+            if bad := [k for k in item if not isinstance(k, str)]:
+                raise UsageError(
+                    f"{name} {arguments.shown(given)}: key {bad[0]!r} is not a name (keys "
+                    "are words like train or lr_max)"
+                )
+            found.append(item)
+        elif isinstance(item, str | os.PathLike):
+            found.append(arguments.path(item, name))
+        else:
+            raise UsageError(f"{name} {arguments.shown(given)}: expected {CONFIG_KINDS}")
+    return found
+
+
+def as_overrides(overrides: Any, name: str = "overrides") -> list[Override]:
+    """Overrides as the Python API takes them, as a list of Overrides: a mapping {dotted key:
+    value} (a nested mapping's keys joined with dots, as in a YAML file), 'KEY=VALUE' texts
+    read as --set reads them, (key, value) pairs, or Overrides; None for none."""
+    if overrides is None:
+        return []
     if isinstance(overrides, Mapping):
-        return [Override(k, v, "overrides") for k, v in overrides.items()]
-    return list(overrides)
+        if bad := [k for k in overrides if not isinstance(k, str)]:
+            raise UsageError(
+                f"{name} {arguments.shown(overrides)}: key {bad[0]!r} is not a dotted key "
+                "such as 'train.epochs'"
+            )
+        return [Override(k, v, name) for k, v in flatten(overrides)]
+    items = [overrides] if isinstance(overrides, str) else overrides
+    if not arguments.is_list(items):
+        raise UsageError(f"{name} {arguments.shown(overrides)}: expected {OVERRIDE_KINDS}")
+    found = []
+    for item in items:
+        if isinstance(item, Override):
+            found.append(item)
+        elif isinstance(item, str):
+            found.append(parse_set(item, name))
+        elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+            found.append(Override(item[0], item[1], name))
+        else:
+            raise UsageError(
+                f"{name} {arguments.shown(overrides)}: {arguments.shown(item)} is no override; "
+                f"expected {OVERRIDE_KINDS}"
+            )
+    return found
 
 
 def load(
-    paths: Sequence[str | Path] = (),
-    overrides: Sequence[Override] | Mapping[str, Any] = (),
+    paths: Any = (),
+    overrides: Any = (),
     base: Config | None = None,
 ) -> Config:
-    """Defaults (or `base`) <- each YAML file in order <- overrides, validated.
+    """Defaults (or `base`) <- each config source in order <- overrides, validated.
 
-    Raises ConfigError naming every problem.
+    `paths`: YAML files, mappings of sections, Configs (see `config_sources`); `overrides`: see
+    `as_overrides`. Raises ConfigError naming every problem, UsageError for an argument of the
+    wrong kind.
     """
+    given = config_sources(paths, "paths")
     overrides = as_overrides(overrides)
+    if base is not None and not isinstance(base, Config):
+        raise UsageError(f"base {arguments.shown(base)}: expected a Config, or None")
     merged: dict[str, Any] = to_dict(base) if base is not None else {}
     origins: dict[str, str] = {}
     problems: list[str] = []
-    for path in map(Path, paths):
-        try:
-            data = _read_yaml(path)
-        except ConfigError as e:
-            problems += e.problems
-            continue
+    for index, source in enumerate(given):
+        if isinstance(source, Path):
+            try:
+                data = _read_yaml(source)
+            except ConfigError as e:
+                problems += e.problems
+                continue
+            label = str(source)
+        else:  # a mapping the API was given: named as the argument, [its place] among several
+            data, label = source, "config" if len(given) == 1 else f"config[{index}]"
         pairs = list(flatten(data))
         # In one file, `train.epochs: 3` beside `train: {epochs: 4}` sets one key twice, as a key
         # given twice in one mapping does: refused, not settled by the order they come in.
-        problems += _check_overrides([Override(k, v, str(path)) for k, v in pairs])
+        problems += _check_overrides([Override(k, v, label) for k, v in pairs])
         for key, value in pairs:
-            _set_dotted(merged, key, value)
-            origins.pop(key, None)  # keep the dict in the order keys were last set
-            origins[key] = str(path)
+            if _set_dotted(merged, key, value):
+                _record(origins, key, label)
     problems += _check_overrides(overrides)
     for o in overrides:
-        _set_dotted(merged, o.key, o.value)
-        origins.pop(o.key, None)
-        origins[o.key] = o.source
+        if _set_dotted(merged, o.key, o.value):
+            _record(origins, o.key, o.source)
     if problems:
         raise ConfigError(problems)
-    if "name" not in merged and paths and base is None:
-        merged["name"] = name_from_file(Path(paths[0]))  # runs are named after their config
+    if "name" not in merged and given and isinstance(given[0], Path) and base is None:
+        merged["name"] = name_from_file(given[0])  # runs are named after their config
 
     try:
         cfg = Config.model_validate(merged, context={"skip_semantic_checks": True})

@@ -152,7 +152,7 @@ def resolved(path: Path) -> Path:
 
 def create_exactly(run: Path) -> Path:
     """`run` itself as a new run directory (a sweep names its runs); refused if it exists."""
-    check_outside_runs(run.parent)
+    check_outside_runs(run, "run_dir")
     try:
         run.parent.mkdir(parents=True, exist_ok=True)
         run.mkdir()

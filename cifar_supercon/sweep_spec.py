@@ -30,21 +30,22 @@ FAILED_FILE = "failed.txt"  # in a run folder: the one-line reason it failed
 PLACE_KEYS = ("data.root", "train.device")
 
 
-def parse_grid(text: str) -> tuple[str, list[Any]]:
+def parse_grid(text: str, option: str = "--grid") -> tuple[str, list[Any]]:
     """`schedule.lr_max=0.2,0.4,0.8` -> ("schedule.lr_max", [0.2, 0.4, 0.8]); each value is
-    read as YAML (numbers, true/false, names)."""
+    read as YAML (numbers, true/false, names). `option` names it in messages (the API's
+    argument is `grid`)."""
     key, sep, values = text.partition("=")
     key = key.strip()
-    items = split_values(values, f"--grid {text!r}") if sep and key else []
+    items = split_values(values, f"{option} {text!r}") if sep and key else []
     if not items:
-        raise ConfigError(
-            [f"--grid {text!r}: expected KEY=V1,V2,..., e.g. --grid schedule.lr_max=0.2,0.4,0.8"]
-        )
-    config_lib.check_key(key, "--grid")
-    check_grid_key(key, "--grid")
-    values = [config_lib.parse_set(f"{key}={item}", "--grid").value for item in items]
+        example = "schedule.lr_max=0.2,0.4,0.8"
+        example = f"{option} {example}" if option.startswith("--") else repr(example)
+        raise ConfigError([f"{option} {text!r}: expected KEY=V1,V2,..., e.g. {example}"])
+    config_lib.check_key(key, option)
+    check_grid_key(key, option)
+    values = [config_lib.parse_set(f"{key}={item}", option).value for item in items]
     # Here, while the values are still as typed: 0x10 and 16 are both 16 once read.
-    distinct(f"--grid {text!r}", values, items)
+    distinct(f"{option} {text!r}", values, items)
     return key, values
 
 
@@ -104,19 +105,20 @@ MAX_SEEDS = 100_000  # a course's hundreds of seeds fit many times over; a typo 
 MAX_RUNS = MAX_SEEDS
 
 
-def parse_seeds(text: str) -> list[int]:
-    """`0-4`, `0,1,2` or `0-2,7` -> sorted distinct seeds (ASCII digits, 0 <= seed < 2**32)."""
+def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
+    """`0-4`, `0,1,2` or `0-2,7` -> sorted distinct seeds (ASCII digits, 0 <= seed < 2**32);
+    `option` names them in messages (the API's argument is `seeds`)."""
     seeds: set[int] = set()
     for part in (p.strip() for p in text.split(",")):
         bounds = re.fullmatch(r"(\d+)(?:-(\d+))?", part, re.ASCII)
         low, high = (int(bounds[1]), int(bounds[2] or bounds[1])) if bounds else (0, -1)
         if high < low or high > config_lib.MAX_SEED:
             raise UsageError(
-                f"--seeds {text!r}: expected seeds like 0-4, 0,1,2 or 0-2,7 "
+                f"{option} {text!r}: expected seeds like 0-4, 0,1,2 or 0-2,7 "
                 f"(0 <= seed <= {config_lib.MAX_SEED})"
             )
         if len(seeds) + high - low + 1 > MAX_SEEDS:
-            raise UsageError(f"--seeds {text!r}: more than {MAX_SEEDS:,} seeds")
+            raise UsageError(f"{option} {text!r}: more than {MAX_SEEDS:,} seeds")
         seeds.update(range(low, high + 1))
     return sorted(seeds)
 

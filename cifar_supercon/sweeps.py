@@ -16,6 +16,7 @@ runs; sweep_spec.py says what a sweep is, sweep_results.py what its folder adds 
 from __future__ import annotations
 
 import itertools
+import operator
 import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import api, executors, runs
+from . import api, arguments, executors, runs
 from . import config as config_lib
 from .config import Config
 from .errors import ConfigError, Interrupted, SuperconError, UsageError, describe, first_line
@@ -38,6 +39,7 @@ from .sweep_results import (
 from .sweep_spec import (
     FAILED_FILE,
     LOGS_DIR,
+    MAX_SEEDS,
     RUNS_DIR,
     SPEC_FILE,
     Spec,
@@ -46,6 +48,8 @@ from .sweep_spec import (
     distinct,
     make_spec,
     open_folder,
+    parse_grid,
+    parse_seeds,
     run_name,
 )
 
@@ -196,22 +200,32 @@ def sweep(
     config: api.ConfigSource = None,
     *,
     overrides: api.Overrides = (),
-    grid: Mapping[str, Sequence[Any]] | None = None,
-    seeds: Sequence[int] = (0,),
+    grid: Mapping[str, Sequence[Any] | str] | Sequence[str] | str | None = None,
+    seeds: Sequence[int] | str = (0,),
     name: str | None = None,
     out: str | Path = "sweeps",
-    executor: executors.Executor | None = None,
+    executor: executors.Executor | str | None = None,
     target: float = 0.90,
     retry_failed: bool = False,
     log: Log = print,
 ) -> SweepResult:
     """Train `config` for every grid cell x seed into `<out>/<name>/`; returns the rows and
     per-cell statistics. The folder defaults to `<config name>-<spec digest>`, so the same call
-    again continues the same sweep."""
+    again continues the same sweep.
+
+    The command line's text forms are taken too: `grid={"schedule.lr_max": "0.2,0.4"}` (or
+    `grid=["schedule.lr_max=0.2,0.4"]`), `seeds="0-4"`, `executor="local"` or `"ray"`.
+    """
     if name is not None and not config_lib.is_folder_name(name):
         raise UsageError(f"--name {name!r}: expected {config_lib.NAME_RULE}")
-    runs.check_name_lengths(Path(out), "--out")
-    grid = dict(grid or {})
+    out = arguments.path(out, "out")
+    runs.check_name_lengths(out, "--out")
+    grid = _grid(grid)
+    seeds = _seeds(seeds)
+    chosen = _executor(executor)
+    target = arguments.fraction(target, "target")
+    retry_failed = arguments.flag(retry_failed, "retry_failed")
+    log = arguments.log(log)
     fixed = {o.key for o in config_lib.as_overrides(overrides)}
     for key, values in grid.items():
         config_lib.check_key(key, "grid")
@@ -220,9 +234,10 @@ def sweep(
             raise UsageError(f"grid {key}: no values")
         if key in fixed:
             raise UsageError(f"{key} is both a grid key and set to one value: give it once")
-    outside = [s for s in seeds if not 0 <= s <= config_lib.MAX_SEED]
-    if not seeds or outside:
-        raise UsageError(f"seeds {list(seeds)[:5]}: expected 0 <= seed <= {config_lib.MAX_SEED}")
+    if not seeds:
+        raise UsageError(
+            f"seeds []: expected at least one seed, 0 <= seed <= {config_lib.MAX_SEED}"
+        )
     check_run_count(grid, seeds)  # before any value is read or a folder made
     base = api.resolve_config(config, overrides)
     read = {key: [_validated(base, key, v) for v in values] for key, values in grid.items()}
@@ -230,7 +245,7 @@ def sweep(
         distinct(f"grid {key}", values, grid[key])
     spec = make_spec(base, read, seeds)
     place = {"data.root": str(base.data.root), "train.device": base.train.device}
-    folder = Path(out) / (name or f"{base.name}-{spec.digest()}")
+    folder = out / (name or f"{base.name}-{spec.digest()}")
     with open_folder(folder, spec):
         tasks = tasks_of(folder, spec, place, retry_failed)
         todo = [t for t in tasks if _needs_work(Path(t.run_dir), retry_failed)]
@@ -255,13 +270,93 @@ def sweep(
 
         done({})
         try:
-            (executor or executors.Local()).run(run_task, todo, done, record_lost)
+            chosen.run(run_task, todo, done, record_lost)
         finally:
             done({})  # a stopped sweep's results.csv shows its runs as interrupted, not pending
         rows = read_rows(folder, spec, target)
         stats = cell_statistics(rows, spec.keys, target)
         written = write_plots(folder, spec, stats)
     return SweepResult(folder, spec, rows, stats, written, target)
+
+
+def _grid(grid: Any) -> dict[str, list[Any]]:
+    """{key: values}: a list of values, a single value, or the command line's text
+    ("0.2,0.4", "[12,18],[8,16]"); or the command line's 'KEY=V1,V2' texts, one per key."""
+    if grid is None:
+        return {}
+    if isinstance(grid, str) or (arguments.is_list(grid) and not isinstance(grid, Mapping)):
+        texts = [grid] if isinstance(grid, str) else list(grid)
+        if not all(isinstance(text, str) for text in texts):
+            raise UsageError(f"grid {arguments.shown(grid)}: expected {GRID_KINDS}")
+        found: dict[str, list[Any]] = {}
+        for key, values in (parse_grid(text, "grid") for text in texts):
+            if key in found:
+                raise UsageError(f"grid {key}: given twice; list all its values once")
+            found[key] = values
+        return found
+    if not isinstance(grid, Mapping):
+        raise UsageError(f"grid {arguments.shown(grid)}: expected {GRID_KINDS}")
+    found = {}
+    for key, values in grid.items():
+        if not isinstance(key, str):
+            raise UsageError(f"grid {arguments.shown(grid)}: key {key!r} is not a dotted key")
+        if isinstance(values, str):
+            found.update([parse_grid(f"{key}={values}", "grid")])
+        elif isinstance(values, bytes | Mapping):
+            raise UsageError(
+                f"grid {key}: {arguments.shown(values)}: expected a list of values, or text "
+                "such as '0.2,0.4'"
+            )
+        else:
+            found[key] = list(values) if arguments.is_list(values) else [values]
+    return found
+
+
+GRID_KINDS = (
+    "a mapping {dotted key: values} such as {'schedule.lr_max': [0.2, 0.4]} (or '0.2,0.4'), "
+    "or 'KEY=V1,V2' texts such as ['schedule.lr_max=0.2,0.4']"
+)
+
+
+def _seeds(seeds: Any) -> list[int]:
+    """Distinct seeds from a list of whole numbers, or from the command line's text ("0-4",
+    "0,1,2", "0-2,7"), at most MAX_SEEDS of them (range(10**12) is not read to its end)."""
+    if isinstance(seeds, str):
+        return parse_seeds(seeds, "seeds")
+    if not arguments.is_list(seeds):
+        raise UsageError(
+            f"seeds {arguments.shown(seeds)}: expected a list of seeds such as [0, 1, 2], or "
+            "text such as '0-4'"
+        )
+    found: dict[int, None] = {}  # in the order given
+    for seed in seeds:
+        try:  # numpy's integers too; True is no seed
+            number = operator.index(seed) if not isinstance(seed, bool) else None
+        except TypeError:
+            number = None
+        if number is None or not 0 <= number <= config_lib.MAX_SEED:
+            raise UsageError(
+                f"seeds {arguments.shown(seeds)}: {seed!r} is no seed; expected whole numbers, "
+                f"0 <= seed <= {config_lib.MAX_SEED}"
+            )
+        found[number] = None
+        if len(found) > MAX_SEEDS:
+            raise UsageError(f"seeds {arguments.shown(seeds)}: more than {MAX_SEEDS:,} seeds")
+    return list(found)
+
+
+def _executor(executor: Any) -> executors.Executor:
+    """An executor, or the command line's names for the two kinds: 'local', 'ray'."""
+    if executor is None or (isinstance(executor, str) and executor == "local"):
+        return executors.Local()
+    if isinstance(executor, str) and executor == "ray":
+        return executors.Ray()
+    if isinstance(executor, str) or not callable(getattr(executor, "run", None)):
+        raise UsageError(
+            f"executor {arguments.shown(executor)}: expected 'local', 'ray', or an executor "
+            "such as executors.Local(), executors.Devices(['0', '1']), executors.Ray(address=...)"
+        )
+    return executor
 
 
 def _validated(base: Config, key: str, value: Any) -> Any:

@@ -281,6 +281,28 @@ def test_yaml_merge_keys_give_defaults_that_the_mapping_overrides(tmp_path: Path
     assert problem.startswith(f"{twice}: line 5: not valid YAML (key 'epochs' appears twice")
 
 
+def test_two_merge_keys_in_one_mapping_are_a_key_given_twice(tmp_path: Path) -> None:
+    """`<<` twice in one mapping would merge both, the last one's values winning: refused as
+    any key given twice is, wherever the mapping is; one `<<` with a list of bases merges."""
+    bases = "a: &a {epochs: 3}\nb: &b {epochs: 4, batch_size: 8}\n"
+    for where, text in [
+        ("line 5", "train:\n  <<: *a\n  <<: *b\n"),
+        ("line 3", "x: {<<: *a, <<: *b}\n"),  # flow style, under an unknown key
+        ("line 5", "train:\n  <<: *a\n  !!merge <<: {epochs: 2}\n"),  # the tag spelled out
+    ]:
+        path = write(tmp_path, "twice.yaml", bases + text)
+        assert problems_of([path]) == [
+            f"{path}: {where}: not valid YAML (key '<<' appears twice in one mapping; merge "
+            "several mappings with one: <<: [*a, *b])"
+        ]
+    one = write(
+        tmp_path,
+        "one.yaml",
+        "schedule: {peak_epoch: 1}\ntrain:\n  <<: [{epochs: 3}, {batch_size: 8}]\n  epochs: 2\n",
+    )
+    assert (load([one]).train.epochs, load([one]).train.batch_size) == (2, 8)
+
+
 def test_a_dotted_key_and_its_section_in_one_file_set_it_twice(tmp_path: Path) -> None:
     path = write(tmp_path, "dotted.yaml", "train.epochs: 3\ntrain: {epochs: 4}\n")
     assert problems_of([path]) == [
@@ -308,6 +330,45 @@ def test_file_problems(tmp_path: Path) -> None:
     ]
     # several broken files: all of them are named
     assert len(problems_of([missing, a_list])) == 2
+
+
+@pytest.mark.parametrize("section", ["5", "[]", "null", "'text'", "[1, 2]"])
+@pytest.mark.parametrize(
+    "later",
+    [
+        [parse_set("train.device=cpu")],
+        [Override("train.epochs", 3, "--epochs"), Override("schedule.peak_epoch", 1, "--peak")],
+        {"train.batch_size": 8, "train.epochs": 2},
+    ],
+    ids=["--set", "shortcuts", "mapping"],
+)
+def test_a_broken_section_is_reported_whatever_overrides_follow(
+    tmp_path: Path, section: str, later: list | dict
+) -> None:
+    """`train: 5` is the file's error; a later key of that section must not replace it with
+    a fresh section (the file's other keys and this one silently gone)."""
+    path = write(tmp_path, "scalar.yaml", f"train: {section}\nseed: 3\n")
+    expected = [f"{path}: train: expected a mapping of keys to values"]
+    assert problems_of([path]) == expected
+    assert problems_of([path], later) == expected
+    # a later file that sets a key of the section does not hide it either
+    good = write(tmp_path, "good.yaml", "train: {epochs: 3}\nschedule: {peak_epoch: 1}\n")
+    assert problems_of([path, good], later) == expected
+    assert problems_of([good, path], later) == expected
+
+
+def test_a_value_given_as_a_mapping_is_reported_whatever_overrides_follow(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "seedmap.yaml", "seed: {a: 1}\ntrain: {epochs: {b: 2}}\n")
+    seed = f"{path}: seed: input should be a valid integer (got {{'a': 1}})"
+    epochs = f"{path}: train.epochs: input should be a valid integer (got {{'b': 2}})"
+    overrides = [Override("seed", 3, "--seed"), Override("train.epochs", 3, "--epochs")]
+    assert problems_of([path], overrides) == problems_of([path]) == [seed, epochs]
+    earlier = write(tmp_path, "seed3.yaml", "seed: 3\n")  # the later file is the broken one
+    assert problems_of([earlier, path]) == [seed, epochs]
+    # a value replaced by a value is what overrides are for
+    assert load([earlier], [Override("seed", 4, "--seed")]).seed == 4
 
 
 def test_empty_yaml_means_defaults(tmp_path: Path) -> None:

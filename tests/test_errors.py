@@ -1107,6 +1107,21 @@ CASES = {
         "dotted.yaml: train.epochs: conflicts with ",
         prepare=lambda ws, _: files(ws, **{"dotted.yaml": "train.epochs: 3\ntrain: {epochs: 4}\n"}),
     ),
+    "config: a section given as a value, then a key of it": Case(
+        lambda ws, c: show(ws, "--config", "scalar.yaml", "--set", "train.device=cpu"),
+        2,
+        "scalar.yaml: train: expected a mapping of keys to values",
+        prepare=lambda ws, _: files(ws, **{"scalar.yaml": "train: 5\n"}),
+    ),
+    "config: two merge keys in one mapping": Case(
+        lambda ws, c: show(ws, "--config", str(ws / "merge.yaml")),
+        2,
+        "merge.yaml: line 4: not valid YAML (key '<<' appears twice in one mapping; merge "
+        "several mappings with one: <<: [*a, *b])",
+        prepare=lambda ws, _: files(
+            ws, **{"merge.yaml": "a: &a {epochs: 3}\ntrain:\n  <<: *a\n  <<: {epochs: 4}\n"}
+        ),
+    ),
     "data: a single class": Case(
         lambda ws, c: train(ws, c, "--data-dir", str(ws / "one")),
         1,
