@@ -35,6 +35,7 @@ from pydantic import (
 
 from . import arguments
 from .errors import ConfigError, UsageError, first_line
+from .suggest import Method
 
 AUTO = "auto"
 DEFAULTS = "defaults"
@@ -89,6 +90,13 @@ def _accepts(kinds: tuple[type, ...], annotation: Any) -> bool:
     return annotation in kinds or any(_accepts(kinds, a) for a in typing.get_args(annotation))
 
 
+def _is_list(annotation: Any) -> bool:
+    """Whether a field's type (or one of a union's) is a tuple or list of values."""
+    return any(
+        typing.get_origin(a) in (tuple, list) for a in (annotation, *typing.get_args(annotation))
+    )
+
+
 # What a field expects, in words, when YAML hands it a boolean (`true`, `yes`, `no`).
 _EXPECTED = (((int, float), "a number"), ((Path,), "a path"), ((str,), "a string"))
 
@@ -108,6 +116,8 @@ def _yaml_kind(value: Any) -> str:
         return "a number"
     if isinstance(value, datetime.date):  # a datetime is a date too
         return "a date"
+    if isinstance(value, list | dict):
+        return "a list" if isinstance(value, list) else "a mapping"
     return "null" if value is None else f"a {type(value).__name__}"
 
 
@@ -135,6 +145,19 @@ class Section(BaseModel):
             )
         if field is not None and field.annotation is Path and value is None:  # YAML's ~ or null
             raise ValueError("expected a path, not null (. for this folder)")
+        if field is not None and field.annotation is Path and not isinstance(value, str | Path):
+            quote = (
+                ""
+                if isinstance(value, list | dict)
+                else f"; quote it, e.g. {info.field_name}: '...'"
+            )
+            raise ValueError(f"expected a path, not {_yaml_kind(value)}{quote}")
+        if (
+            field is not None
+            and _is_list(field.annotation)
+            and isinstance(value, str | int | float)
+        ):
+            raise ValueError(f"expected a list, e.g. {info.field_name}: [{value}]")
         if field is not None and field.annotation is Path and isinstance(value, str | Path):
             if value == "":  # Path("") is the current folder, which nobody means by nothing
                 raise ValueError("expected a path, not an empty string (. for this folder)")
@@ -229,9 +252,7 @@ class FinderConfig(Section):
     smoothing: float = Field(0.9, ge=0, lt=1)  # EMA factor of the loss, per step
     diverge: float = Field(4.0, gt=1)  # stop when the running loss exceeds this x the best
     # How to read the curve: the methods of suggest.py
-    suggest: Literal["floor", "middle", "bounds", "edge", "steepest", "valley", "minimum"] = (
-        "middle"
-    )
+    suggest: Method = "middle"
     tolerance: float = Field(0.1, gt=0, lt=1)  # share of the loss drop marking the edges
     div_factor: float = Field(100.0, gt=1)  # lr_min = lr_max / div_factor, if not from the curve
     momentum: Momentum | None = None  # None: schedule.momentum_max

@@ -74,8 +74,9 @@ def device_name(device: torch.device) -> str:
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError(
-            f"--device cuda: no CUDA GPU is available to torch {torch.__version__}; "
-            "use --device cpu (slow) or --device auto"
+            f"train.device cuda (--device, or a config's, or a resumed run's): no CUDA GPU is "
+            f"available to torch {torch.__version__}; use --device cpu (slow) or --device auto "
+            "(a resume may change it)"
         )
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"

@@ -32,8 +32,10 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-METHODS = ("floor", "middle", "bounds", "edge", "steepest", "valley", "minimum")
+Method = Literal["floor", "middle", "bounds", "edge", "steepest", "valley", "minimum"]
+METHODS: tuple[Method, ...] = get_args(Method)
 MIN_POINTS = 3  # fewer finite points than this: no reading at all
 MIN_RANGE = 3.0  # a curve's lr_min must lie at least this factor below lr_max (Smith: 3 to 10)
 # A fall of the smoothed loss smaller than this many standard deviations of the loss's

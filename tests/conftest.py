@@ -38,9 +38,11 @@ def run_cli(*args: str, cwd: Path, own_group: bool = False) -> subprocess.Popen:
 
 
 def _ctrl_c_as_in_a_terminal() -> None:
-    """A job started in the background of a script inherits SIGINT ignored; a user's terminal
-    delivers it. Tests send it as the terminal would."""
+    """A job started in the background of a script inherits SIGINT ignored, and one under
+    `nohup` (a test suite run that way) SIGHUP; a user's terminal delivers both. Tests send
+    them as the terminal would."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 180) -> None:

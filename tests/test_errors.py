@@ -464,7 +464,7 @@ CASES = {
     "usage: --device cuda without a GPU": Case(
         lambda ws, c: train(ws, c, "--device", "cuda"),
         2,
-        "--device cuda: no CUDA GPU is available",
+        "train.device cuda (--device, or a config's, or a resumed run's): no CUDA GPU is available",
         prepare=no_gpu,
     ),
     "config: peak epoch rounds to no step": Case(
@@ -1095,6 +1095,17 @@ CASES = {
         lambda ws, c: show(ws, "--set", 'data.root=""'),
         2,
         "--set: data.root: expected a path, not an empty string (. for this folder) (got '')",
+    ),
+    "config: a path YAML reads as a date, a number or a list": Case(
+        lambda ws, c: show(ws, "--set", "data.root=2024-01-01"),
+        2,
+        "--set: data.root: expected a path, not a date; quote it, e.g. root: '...' "
+        "(got 2024-01-01)",
+    ),
+    "config: one value where a list is expected": Case(
+        lambda ws, c: show(ws, "--set", "finder.weight_decays=1e-3"),
+        2,
+        "--set: finder.weight_decays: expected a list, e.g. weight_decays: [1e-3] (got '1e-3')",
     ),
     "usage: an empty path option": Case(
         lambda ws, c: show(ws, "--out", ""),
