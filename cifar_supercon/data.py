@@ -268,7 +268,9 @@ def _decode_folder(root: Path, listing: Listing, log: Log) -> tuple[Split, Split
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
     workers = {"max_workers": os.cpu_count() or 1, "mp_context": context}
-    pool = ProcessPoolExecutor(**workers, initializer=processes.follow_parent)
+    pool = ProcessPoolExecutor(
+        **workers, initializer=processes.follow_parent, initargs=(os.getpid(),)
+    )
 
     def start_decoding(decode: Callable, chunks: list) -> Iterable[np.ndarray]:
         with processes.stops_deferred():  # workers start here (all of them, under fork)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import memory
+from . import schedule as schedule_lib
 from .config import Config
 from .data import Dataset, load_dataset
 from .errors import ConfigError, UsageError, describe
@@ -288,13 +289,7 @@ def build(cfg: Config, log: Log = lambda _: None) -> Setup:
     dtype = resolve_precision(cfg.train.precision, device)
     set_determinism(cfg.seed, cfg.train.deterministic)
     dataset = load_dataset(cfg.data, cfg.seed, log)
-    if cfg.train.batch_size > len(dataset.train):
-        raise ConfigError(
-            [
-                f"train.batch_size: {cfg.train.batch_size} is larger than the training set "
-                f"({len(dataset.train)} images)"
-            ]
-        )
+    schedule_lib.check_batch_size(cfg.train.batch_size, len(dataset.train))
     # Before the loaders copy the data to the device and the model allocates: a step that cannot
     # fit stops here with the keys to change, not by the kernel's OOM killer without a word.
     memory.check_fits(

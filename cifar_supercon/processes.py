@@ -69,18 +69,19 @@ def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> Non
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(sig))
     if parent is not None and os.getppid() != parent:  # adopted: its parent is gone
-        raise SystemExit(128 + int(sig))
+        os._exit(128 + int(sig))  # nothing began here; a pool would print a raised SystemExit
 
 
-def follow_parent() -> None:
+def follow_parent(parent: int) -> None:
     """The start of a helper process that holds nothing worth saving (an image decoder): a stop
     signal sent to the whole process group (Ctrl-C, a closed terminal, `kill -- -PGID`) is left
     to the parent, which stops cleanly and says so once; the parent's end then kills this
-    process at once. (A forked helper would otherwise run the parent's handlers and print a
-    KeyboardInterrupt traceback of its own.)"""
+    process at once, as does a parent (pid `parent`) that died before this could ask for it.
+    (A forked helper would otherwise run the parent's handlers and print a KeyboardInterrupt
+    traceback of its own.)"""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
-    die_with_parent(signal.SIGKILL)
+    die_with_parent(signal.SIGKILL, parent=parent)
     if _MASKS:  # started inside stops_deferred: now safe to receive
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 

@@ -161,7 +161,20 @@ class MultiStep:
         return LrMomentum(self.lr * self.decay**passed, self.momentum)
 
 
+def check_batch_size(batch_size: int, num_images: int) -> None:
+    """A batch larger than the training set: no full batch (an epoch of no step, or of one
+    short one), whatever drop_last says."""
+    if batch_size > num_images:
+        raise ConfigError(
+            [
+                f"train.batch_size: {batch_size} is larger than the training set "
+                f"({num_images} images)"
+            ]
+        )
+
+
 def steps_per_epoch(num_images: int, batch_size: int, drop_last: bool) -> int:
+    check_batch_size(batch_size, num_images)
     return num_images // batch_size if drop_last else math.ceil(num_images / batch_size)
 
 

@@ -1152,6 +1152,11 @@ CASES = {
     "config: an empty --lr-max": Case(
         lambda ws, c: show(ws, "--lr-max", ""), 2, "--lr-max '': the value is empty"
     ),
+    "usage: plot-schedule with a batch larger than CIFAR-10's training set": Case(
+        lambda ws, c: ["plot-schedule", "--set", "train.batch_size=100000", "--out", "s.png"],
+        2,
+        "train.batch_size: 100000 is larger than the training set (50000 images)",
+    ),
     "config: a training subset larger than the training set": Case(
         lambda ws, c: train(ws, c, "--set", "data.train_subset=1000"),
         2,

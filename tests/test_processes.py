@@ -44,7 +44,9 @@ def test_a_helper_ignores_stop_signals_and_receives_again() -> None:
     """A helper started inside stops_deferred leaves stops to its parent: each stop signal is
     ignored, and none stays blocked (the parent's death still reaches it)."""
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(1, mp_context=context, initializer=processes.follow_parent) as pool:
+    with ProcessPoolExecutor(
+        1, mp_context=context, initializer=processes.follow_parent, initargs=(os.getpid(),)
+    ) as pool:
         with processes.stops_deferred():
             future = pool.submit(_stop_signal_state)
         handlers, blocked = future.result(timeout=60)

@@ -395,6 +395,34 @@ def test_run_processes_of_a_sweep_killed_while_they_start_do_not_train(
                 os.kill(pid, signal.SIGKILL)
 
 
+def test_run_processes_die_with_a_sweep_that_ignores_sigterm(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    """A sweep started with SIGTERM ignored passes that on to its --devices processes, which
+    then cannot hear the signal the kernel sends when the sweep dies: they are killed instead
+    of training on as orphans."""
+    config = write_config(image_folder, tmp_path, epochs=5000)  # runs that outlast the test
+    command = ["--config", str(config), "--seeds", "0-1", "--devices", "cpu,cpu", "--out", "sw"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cifar_supercon", "sweep", *command],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN),
+    )
+    children: list[int] = []
+    try:
+        wait_for(lambda: len(list(tmp_path.glob("sw/*/logs/*.log"))) == 2, timeout=180)
+        children[:] = child_pids(process.pid)
+        process.kill()
+        process.wait()
+        wait_for(lambda: not [pid for pid in children if is_running(pid)], timeout=30)
+    finally:
+        for pid in children:
+            if is_running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
 def _command_line(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
