@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from cifar_supercon import schedule
 from cifar_supercon.cli import app
 from cifar_supercon.config import Config, ScheduleConfig
+from cifar_supercon.errors import ConfigError
 from cifar_supercon.schedule import Cyclic, LrMomentum, MultiStep, OneCycle, Scheduler
 
 REL = 1e-9
@@ -273,8 +274,12 @@ def test_steps_per_epoch():
     assert schedule.steps_per_epoch(50_000, 512, True) == 97
     assert schedule.steps_per_epoch(1024, 512, False) == 2
     assert schedule.steps_per_epoch(1024, 512, True) == 2
-    assert schedule.steps_per_epoch(100, 512, False) == 1
-    assert schedule.steps_per_epoch(100, 512, True) == 0
+    for drop_last in (False, True):  # no full batch: an epoch of one short step, or of none
+        with pytest.raises(
+            ConfigError,
+            match=r"train.batch_size: 512 is larger than the training set \(100 images\)",
+        ):
+            schedule.steps_per_epoch(100, 512, drop_last)
 
 
 def test_assignment_schedule():
