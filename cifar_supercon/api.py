@@ -274,6 +274,9 @@ def evaluate(
         in_run = path.parent.name == runs.CHECKPOINTS
         folder = path.parent.parent / runs.PLOTS if in_run else path.parent
         plot = folder / f"confusion_{path.stem}.png"
+        if in_run and plot == path.parent.parent / runs.CONFUSION_PLOT:
+            # checkpoints/matrix.pt: the training's own confusion_matrix.png stays as it wrote it
+            plot = folder / f"confusion_{path.stem}_checkpoint.png"
     plots.save(plots.confusion_figure(matrix, classes), plot)
     return Evaluation(result.accuracy, result.loss, classes, per_class, matrix, plot)
 

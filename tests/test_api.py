@@ -5,6 +5,7 @@ deep inside, never a finished run's file replaced)."""
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -458,3 +459,17 @@ def test_values_in_messages_stay_one_short_line() -> None:
     assert len(shown) == arguments.SHOWN_CHARACTERS and shown.endswith("...")
     assert arguments.shown("a\nb") == "'a\\nb'"
     assert re.fullmatch(r"[^\n]+", refused(lambda: api.resolve_config(None, ["x\ny"]), ConfigError))
+
+
+def test_evaluating_a_checkpoint_named_matrix_keeps_the_runs_confusion_plot(
+    finished: Path, tmp_path: Path
+) -> None:
+    """The default plot is plots/confusion_<checkpoint name>.png: for checkpoints/matrix.pt
+    that would be the training's own confusion_matrix.png."""
+    run = Path(shutil.copytree(finished, tmp_path / "run"))
+    shutil.copy(run / "checkpoints" / "best.pt", run / "checkpoints" / "matrix.pt")
+    own = (run / "plots" / "confusion_matrix.png").read_bytes()
+    evaluation = api.evaluate(run / "checkpoints" / "matrix.pt", log=None)
+    assert evaluation.plot == run / "plots" / "confusion_matrix_checkpoint.png"
+    assert evaluation.plot.is_file()
+    assert (run / "plots" / "confusion_matrix.png").read_bytes() == own
