@@ -256,7 +256,8 @@ class FinderConfig(Section):
     tolerance: float = Field(0.1, gt=0, lt=1)  # share of the loss drop marking the edges
     div_factor: float = Field(100.0, gt=1)  # lr_min = lr_max / div_factor, if not from the curve
     momentum: Momentum | None = None  # None: schedule.momentum_max
-    weight_decays: tuple[Annotated[float, Field(ge=0)], ...] | None = None  # one sweep each
+    # One whole range test each: a list longer than this is a slip (a grid pasted), not a plan.
+    weight_decays: tuple[Annotated[float, Field(ge=0)], ...] | None = Field(None, max_length=16)
 
     @field_validator("weight_decays")
     @classmethod
@@ -713,6 +714,9 @@ def _describe(error: Mapping[str, Any]) -> tuple[str, str]:
     message = message[0].lower() + message[1:] if message else message
     if error["type"] == "model_type":
         return key, "expected a mapping of keys to values"
+    if error["type"] == "too_long":  # pydantic: "tuple should have at most 16 items after ..."
+        context = error.get("ctx") or {}
+        message = f"at most {context.get('max_length')} values, not {context.get('actual_length')}"
     if not loc:  # a check across keys: its message names them; the input is the whole config
         return key, message
     given = error["input"]

@@ -1102,6 +1102,17 @@ CASES = {
         "--set: data.root: expected a path, not a date; quote it, e.g. root: '...' "
         "(got 2024-01-01)",
     ),
+    "usage: --weight-decay with more values than range tests are worth": Case(
+        lambda ws, c: [
+            "find-lr",
+            "--config",
+            str(c),
+            "--weight-decay",
+            ",".join(map(str, range(17))),
+        ],
+        2,
+        "--weight-decay: finder.weight_decays: at most 16 values, not 17",
+    ),
     "config: one value where a list is expected": Case(
         lambda ws, c: show(ws, "--set", "finder.weight_decays=1e-3"),
         2,
