@@ -849,7 +849,9 @@ def load(
             _without(merged, bad_keys), context={"skip_semantic_checks": True}
         )
     for p in semantic_problems(cfg):
-        if not bad_keys.intersection(p.keys):
+        # A key that was invalid, or lies in a section that was (`train: 5`), stood at its
+        # default here: a problem it is part of would be about a value nobody gave.
+        if not any(k == bad or k.startswith(f"{bad}.") for k in p.keys for bad in bad_keys):
             # Blame the source applied last among the keys involved: the change that broke it.
             sources = [_origin_of(k, origins) for k in p.keys]
             applied = list(origins.values())

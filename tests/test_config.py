@@ -357,6 +357,15 @@ def test_a_broken_section_is_reported_whatever_overrides_follow(
     assert problems_of([good, path], later) == expected
 
 
+def test_a_broken_section_hides_no_problem_and_invents_none(tmp_path: Path) -> None:
+    """With `train: 5`, train.epochs stood at its default: a peak checked against it would be
+    a problem about a value nobody gave (and was blamed on the file)."""
+    path = write(tmp_path, "scalar.yaml", "train: 5\n")
+    assert problems_of([path], {"schedule.peak_epoch": 30}) == [
+        f"{path}: train: expected a mapping of keys to values"
+    ]
+
+
 def test_a_value_given_as_a_mapping_is_reported_whatever_overrides_follow(
     tmp_path: Path,
 ) -> None:
