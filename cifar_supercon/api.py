@@ -94,8 +94,9 @@ def train(
                 f"not {', '.join(fixed)}"
             )
         cfg = runs.read_config(run, overrides)
+        runs.check_resumable(run)  # before the lock: a finished run's .lock stays untouched too
         with runs.locked(run), _named_for_resume(run):
-            runs.check_resumable(run)
+            runs.check_resumable(run)  # again: a run that finished a moment ago is not resumed
             for folder in (run, run / runs.CHECKPOINTS, run / runs.PLOTS):
                 runs.remove_stale_temporaries(folder)  # of a writer killed mid-write
             checkpoint = runs.resume_checkpoint(run, cfg)

@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from multiprocessing.connection import wait
 from typing import Any, Protocol
 
@@ -126,6 +127,12 @@ class Devices:
 
     def run(self, work: Work, tasks: Sequence[Any], done: Done, lost: Lost) -> None:
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: CUDA-safe
+        # multiprocessing's resource tracker ignores SIGINT and SIGTERM but not SIGHUP: a closed
+        # terminal killed it, and its successor printed tracebacks after the sweep's one line.
+        # Started here, it inherits SIGHUP ignored and ends when this process does.
+        if hasattr(signal, "SIGHUP"):
+            with processes.ignored(signal.SIGHUP):
+                resource_tracker.ensure_running()
         # CPU processes split the cores between them: oversubscribed threads run far slower.
         cpu_share = max(1, (os.cpu_count() or 1) // max(1, self.devices.count("cpu")))
         queue = list(tasks)
@@ -146,7 +153,8 @@ class Devices:
                             args=(work, task, device, send, stop, interruptible, os.getpid()),
                             daemon=True,
                         )
-                        with _child_environment(device, cpu_share), processes.sigint_ignored():
+                        sigint_ignored = processes.ignored(signal.SIGINT)
+                        with _child_environment(device, cpu_share), sigint_ignored:
                             process.start()  # the child inherits SIGINT ignored
                         send.close()
                         running[process.sentinel] = _Running(task, process, device, receive)

@@ -44,17 +44,18 @@ def signals_as_interrupt() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def sigint_ignored() -> Iterator[None]:
-    """SIGINT ignored inside the block (a process started here inherits that), then restored.
-    Outside the main thread signals cannot be set, and nothing changes."""
+def ignored(*signals: int) -> Iterator[None]:
+    """`signals` ignored inside the block (a process started here inherits that), then
+    restored. Outside the main thread signals cannot be set, and nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in signals}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> None:

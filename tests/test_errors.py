@@ -1249,6 +1249,15 @@ def test_a_run_resumes_on_its_data_moved_elsewhere(workspace: Path) -> None:
     assert "data.root '" in log and f"' -> '{moved}'" in log
 
 
+def test_a_refused_resume_of_a_finished_run_changes_none_of_its_files(workspace: Path) -> None:
+    run = tiny_run(workspace, workspace / "tiny.yaml")
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file()}
+    result = CliRunner().invoke(app, ["train", "--resume", str(run)])
+    assert result.exit_code == 2 and "this run has finished" in result.stderr
+    after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file()}
+    assert after == before  # its .lock too
+
+
 def test_a_run_that_finishes_while_a_resume_starts_is_not_resumed(
     workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

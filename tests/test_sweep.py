@@ -3,6 +3,7 @@ recorded, the same results from every executor, statistics checked independently
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -421,6 +422,25 @@ def test_run_processes_die_with_a_sweep_that_ignores_sigterm(
         for pid in children:
             if is_running(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_hangup_of_a_devices_sweep_is_one_line(image_folder: Path, tmp_path: Path) -> None:
+    """A closed terminal sends SIGHUP to every process of the job, multiprocessing's resource
+    tracker too (it ignores only SIGINT and SIGTERM): the sweep says so in one line, and no
+    tracker warnings or tracebacks follow."""
+    config = write_config(image_folder, tmp_path, epochs=5000)
+    command = ["--config", str(config), "--seeds", "0-1", "--devices", "cpu,cpu", "--out", "sw"]
+    process = run_cli("sweep", *command, cwd=tmp_path, own_group=True)
+    try:
+        wait_for(lambda: len(list(tmp_path.glob("sw/*/logs/*.log"))) == 2, timeout=180)
+        os.killpg(process.pid, signal.SIGHUP)
+        _, err = process.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("stopped: sweep interrupted with 2 run(s) unfinished"), line
 
 
 def _command_line(pid: int) -> str:
