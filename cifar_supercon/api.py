@@ -31,7 +31,7 @@ from .data import load_dataset
 from .errors import STOPPED_BY_SIGNAL, CheckpointError, Interrupted, UsageError, describe
 from .loader import EvalLoader, Normalizer
 from .model import NUM_CLASSES
-from .training import fit, resolve_auto_lr
+from .training import AutoLr, fit, resolve_auto_lr
 
 Log = Callable[[str], None]
 ConfigSource = (
@@ -105,16 +105,7 @@ def train(
             found = resolve_auto_lr(setup, log, progress)
             if found is not None:
                 runs.write_config(run, setup.cfg)
-                found.write(setup.cfg, run)
-            summary = fit(
-                setup.cfg,
-                run,
-                log=log,
-                progress=progress,
-                setup=setup,
-                checkpoint=checkpoint,
-                finder_seconds=found.seconds if found else 0.0,
-            )
+            summary = _fit_after(found, setup, run, log, progress, checkpoint)
         return {**summary, "run_dir": str(run)}
     cfg = resolve_config(config, overrides)
     # Where the run goes, checked before the data loads (runs.create checks again as it creates)
@@ -137,17 +128,31 @@ def train(
             held.enter_context(_named_for_resume(run))
             runs.start(run, setup.cfg)
         log(f"run directory: {run}")
-        if found is not None:
-            found.write(setup.cfg, run)
-        summary = fit(
-            setup.cfg,
-            run,
-            log=log,
-            progress=progress,
-            setup=setup,
-            finder_seconds=found.seconds if found else 0.0,
-        )
+        summary = _fit_after(found, setup, run, log, progress)
     return {**summary, "run_dir": str(run)}
+
+
+def _fit_after(
+    found: AutoLr | None,
+    setup: engine.Setup,
+    run: Path,
+    log: Log,
+    progress: bool,
+    checkpoint: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """`fit`, once the range test of `--lr-max auto` (when one ran) is written into the run."""
+    if found is not None:
+        found.write(setup.cfg, run)
+    seconds = found.seconds if found else 0.0
+    return fit(
+        setup.cfg,
+        run,
+        log=log,
+        progress=progress,
+        setup=setup,
+        checkpoint=checkpoint,
+        finder_seconds=seconds,
+    )
 
 
 def _shown_config(config: Any) -> str:

@@ -99,7 +99,7 @@ def _child(
         signal.signal(signal.SIGINT, signal.default_int_handler)
     # On its sweep's death the run saves its checkpoint and stops (SIGTERM); a sweep started
     # with SIGTERM ignored passed that on, and its runs could not hear it: they are killed.
-    heard = signal.SIGTERM in processes.heeded((signal.SIGTERM,))
+    heard = processes.heeded((signal.SIGTERM,))
     processes.die_with_parent(signal.SIGTERM if heard else signal.SIGKILL, parent=parent)
     try:
         if stop.is_set():
