@@ -10,7 +10,6 @@ import contextlib
 import io
 import math
 import os
-import shlex
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
@@ -38,7 +37,7 @@ from .errors import (
     UsageError,
     describe,
 )
-from .text import one_line
+from .text import one_line, shell_join
 
 
 class _Output(Console):
@@ -200,7 +199,8 @@ def _reported(debug: bool) -> Iterator[None]:
             raise
         hint = ""
         if e.resume:
-            hint = f"; resume with: {program()} {shlex.join(['train', '--resume', str(e.resume)])}"
+            words, encoding = ["train", "--resume", str(e.resume)], err_console.encoding
+            hint = f"; resume with: {program(encoding)} {shell_join(words, encoding)}"
         _stopped(e.reason + hint)
         raise typer.Exit(e.exit_code) from None
     except SuperconError as e:
@@ -449,23 +449,22 @@ def find_lr(
         )
         _log(f"written: {result.files['png']}, {result.files['csv']}, {result.files['yaml']}")
         tested = result.run_dir / "config.yaml"
-        command = shlex.join(
-            ["train", "--config", str(tested), "--config", str(result.files["yaml"])]
-        )
-        _log(f"train with: {program()} {command}")
+        words = ["train", "--config", str(tested), "--config", str(result.files["yaml"])]
+        encoding = out_console.encoding
+        _log(f"train with: {program(encoding)} {shell_join(words, encoding)}")
 
 
-def program() -> str:
+def program(encoding: str = "utf-8") -> str:
     """How to start this program again from here, as the user did: `supercon` when that is on
     PATH, else the path they typed (`.venv/bin/supercon`) or `python -m cifar_supercon`; quoted
-    for the shell, so that the hints built on it run as printed."""
+    for the shell as shown in `encoding`, so that the hints built on it run as printed."""
     started = Path(sys.argv[0])
     if started.name == "__main__.py" and started.parent.name == "cifar_supercon":
-        return f"{shlex.quote(_nearby(Path(sys.executable)))} -m cifar_supercon"
+        return f"{shell_join([_nearby(Path(sys.executable))], encoding)} -m cifar_supercon"
     on_path = shutil.which("supercon")
     if started.name != "supercon" or (on_path and Path(on_path).resolve() == started.resolve()):
         return "supercon"
-    return shlex.quote(_nearby(started))
+    return shell_join([_nearby(started)], encoding)
 
 
 def _nearby(path: Path) -> str:

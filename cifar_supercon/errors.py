@@ -7,8 +7,9 @@ unexpected runtime failure (exit 1, traceback with --debug).
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
+
+from .text import shell_join
 
 # A stop outside a run's own checkpointing.
 STOPPED_BY_SIGNAL = "interrupted (Ctrl-C, SIGTERM or SIGHUP)"
@@ -89,5 +90,5 @@ class Interrupted(SuperconError):
         self.resume = resume
         hint = ""
         if resume is not None:
-            hint = f"; resume with: {shlex.join(['supercon', 'train', '--resume', str(resume)])}"
+            hint = f"; resume with: {shell_join(['supercon', 'train', '--resume', str(resume)])}"
         super().__init__(reason + hint)

@@ -3,6 +3,8 @@ message, a Markdown table's row."""
 
 from __future__ import annotations
 
+import os
+import shlex
 from collections.abc import Iterable
 
 
@@ -20,3 +22,33 @@ def table_row(cells: Iterable[str]) -> str:
     backslashes and pipes escaped (a class folder `a|b` would otherwise add a column)."""
     escaped = (one_line(cell).replace("\\", "\\\\").replace("|", "\\|") for cell in cells)
     return "| " + " | ".join(escaped) + " |"
+
+
+def shell_join(words: Iterable[str], encoding: str = "utf-8") -> str:
+    """A command line that runs as printed in a POSIX shell when shown in `encoding`: each word
+    shlex-quoted, except one that holds a character the shell would not get back from the
+    printed text (a line break, a control code, a name the terminal's encoding cannot show, a
+    byte that is not valid in the file system's encoding): that word is written as bash's
+    $'...' with such characters as \\xNN escapes of their bytes."""
+    return " ".join(_shell_word(word, encoding) for word in words)
+
+
+def _shell_word(word: str, encoding: str) -> str:
+    if all(_shows_as_itself(c, encoding) for c in word):
+        return shlex.quote(word)
+    escaped = "".join(
+        c if _shows_as_itself(c, encoding) and c not in "'\\" else _byte_escapes(c) for c in word
+    )
+    return f"$'{escaped}'"
+
+
+def _shows_as_itself(character: str, encoding: str) -> bool:
+    try:
+        character.encode(encoding)
+    except UnicodeError:  # not in the terminal's encoding, or a lone surrogate (an odd byte)
+        return False
+    return character.isprintable()
+
+
+def _byte_escapes(character: str) -> str:
+    return "".join(f"\\x{byte:02x}" for byte in os.fsencode(character))

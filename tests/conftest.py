@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -23,9 +24,12 @@ CLASSES = ("apple", "boat", "cloud")
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def run_cli(*args: str, cwd: Path, own_group: bool = False) -> subprocess.Popen:
+def run_cli(
+    *args: str, cwd: Path, own_group: bool = False, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """`supercon ARGS` as a real process (signals, exit codes, stderr as a user sees them).
-    `own_group`: in a process group of its own, as a terminal's job is, to signal it whole."""
+    `own_group`: in a process group of its own, as a terminal's job is, to signal it whole;
+    `env`: variables set on top of this process's environment."""
     return subprocess.Popen(
         [sys.executable, "-m", "cifar_supercon", *args],
         cwd=cwd,
@@ -34,6 +38,7 @@ def run_cli(*args: str, cwd: Path, own_group: bool = False) -> subprocess.Popen:
         text=True,
         preexec_fn=_ctrl_c_as_in_a_terminal,
         start_new_session=own_group,
+        env={**os.environ, **(env or {})},
     )
 
 

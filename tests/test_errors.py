@@ -12,7 +12,6 @@ import fcntl
 import os
 import random
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -1287,10 +1286,15 @@ def comparable_metrics(run: Path) -> list[dict]:
 
 
 def test_sigint_saves_and_exits_130(image_folder: Path, tmp_path: Path) -> None:
-    out = tmp_path / "sp ace" / "it's"  # the hint must quote what the shell would split
+    # The hint must quote what the shell would split, and spell out what a terminal that shows
+    # ASCII only cannot (printed as \xfc, ü would not run).
+    out = tmp_path / "sp ace" / "it's über"
     cfg = tiny_config(image_folder, out, train={"epochs": 30})
     (tmp_path / "tiny.yaml").write_text(config_lib.to_yaml(cfg))
-    process = run_cli("train", "--config", "tiny.yaml", "--no-progress", cwd=tmp_path)
+    ascii_terminal = {"PYTHONIOENCODING": "ascii"}
+    process = run_cli(
+        "train", "--config", "tiny.yaml", "--no-progress", cwd=tmp_path, env=ascii_terminal
+    )
     wait_for(lambda: any(out.glob("*/checkpoints/last.pt")))  # training, past epoch 1
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
@@ -1302,7 +1306,10 @@ def test_sigint_saves_and_exits_130(image_folder: Path, tmp_path: Path) -> None:
     assert "Traceback" not in err
     assert runs.load_checkpoint(run / "checkpoints" / "last.pt")["scheduler"]["steps_done"] > 0
     printed = err.split("resume with: ", 1)[1].strip()
-    assert shlex.split(printed)[-3:] == ["train", "--resume", str(run)]
+    words = subprocess.run(
+        ["bash", "-c", f"set -- {printed}; printf '%s\\0' \"$@\""], capture_output=True
+    ).stdout.split(b"\0")[:-1]
+    assert words[-3:] == [b"train", b"--resume", os.fsencode(run)]
     resumed = subprocess.run(["bash", "-c", printed], cwd=tmp_path, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr  # the hint runs as printed
     assert (run / "summary.json").is_file()
