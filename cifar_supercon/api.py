@@ -260,7 +260,8 @@ def evaluate(
         raise CheckpointError(
             f"{path}: damaged or not a supercon checkpoint ({describe(e)})"
         ) from None
-    dataset = load_dataset(cfg.data, cfg.seed, log)
+    with config_lib.blamed(cfg):
+        dataset = load_dataset(cfg.data, cfg.seed, log)
     runs.check_same_classes(payload.get("classes", ()), dataset.classes, path, cfg.data.root)
     test = dataset.test
     loader = EvalLoader(
@@ -301,7 +302,8 @@ def schedule_steps(
             "pass its suggested.yaml with --config)"
         )
     images = cfg.data.train_subset or CIFAR10_TRAIN_IMAGES
-    per_epoch = schedule_lib.steps_per_epoch(images, cfg.train.batch_size, cfg.data.drop_last)
+    with config_lib.blamed(cfg):
+        per_epoch = schedule_lib.steps_per_epoch(images, cfg.train.batch_size, cfg.data.drop_last)
     schedule = schedule_lib.build(cfg.schedule, cfg.train.epochs, per_epoch)
     total = cfg.train.epochs * per_epoch
     if cycles is not None:

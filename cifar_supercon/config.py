@@ -8,6 +8,7 @@ set the key.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import difflib
 import itertools
@@ -15,7 +16,7 @@ import os
 import re
 import typing
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,6 +28,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -34,7 +36,7 @@ from pydantic import (
 )
 
 from . import arguments
-from .errors import ConfigError, UsageError, first_line
+from .errors import ConfigError, UsageError, ValueRefused, first_line
 from .suggest import Method
 
 AUTO = "auto"
@@ -282,6 +284,17 @@ class Config(Section):
     schedule: ScheduleConfig = ScheduleConfig()
     train: TrainConfig = TrainConfig()
     finder: FinderConfig = FinderConfig()
+    # Where each key that load() merged came from (`configs/x.yaml`, `--set`), so that a check
+    # after loading (against the data's size) can name it as load()'s own checks do. Not part
+    # of the config's value: two configs with the same values are equal wherever they came from.
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Config):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = Section.__hash__
 
     @field_validator("name")
     @classmethod
@@ -808,7 +821,7 @@ def load(
     if base is not None and not isinstance(base, Config):
         raise UsageError(f"base {arguments.shown(base)}: expected a Config, or None")
     merged: dict[str, Any] = to_dict(base) if base is not None else {}
-    origins: dict[str, str] = {}
+    origins: dict[str, str] = dict(base._origins) if base is not None else {}
     problems: list[str] = []
     for index, source in enumerate(given):
         if isinstance(source, Path):
@@ -868,7 +881,18 @@ def load(
             problems.append(f"{source}: {p.keys[0]}: {p.message}{where}")
     if problems:
         raise ConfigError(problems)
+    cfg._origins = origins
     return cfg
+
+
+@contextlib.contextmanager
+def blamed(cfg: Config) -> Iterator[None]:
+    """A ValueRefused raised inside names the source that set its key, as load()'s problems do:
+    `--set: data.train_subset: 60000 is outside 1..50000 (the train split's size)`."""
+    try:
+        yield
+    except ValueRefused as e:
+        raise ConfigError([f"{_origin_of(e.key, cfg._origins)}: {e.key}: {e.what}"]) from None
 
 
 def name_from_file(path: Path) -> str:
@@ -907,7 +931,7 @@ def to_yaml(cfg: Config) -> str:
 def from_dict(data: Mapping[str, Any], source: str) -> Config:
     """A config saved by this tool (a run's config.yaml, a checkpoint), validated again."""
     try:
-        return Config.model_validate(dict(data))
+        cfg = Config.model_validate(dict(data))
     except ValidationError as e:
         raise ConfigError(
             [
@@ -915,6 +939,8 @@ def from_dict(data: Mapping[str, Any], source: str) -> Config:
                 for key, what in map(_describe, e.errors())
             ]
         ) from None
+    cfg._origins = {key: source for key, _ in flatten(dict(data))}
+    return cfg
 
 
 def replace(cfg: Config, source: str, **sections: Mapping[str, Any]) -> Config:
@@ -925,4 +951,9 @@ def replace(cfg: Config, source: str, **sections: Mapping[str, Any]) -> Config:
     data = to_dict(cfg)
     for name, changes in sections.items():
         data[name] = {**data[name], **changes}
-    return from_dict(data, source)
+    changed = from_dict(data, source)
+    changed._origins = dict(cfg._origins)
+    for name, changes in sections.items():
+        for key in changes:
+            _record(changed._origins, f"{name}.{key}", source)
+    return changed

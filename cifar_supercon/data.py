@@ -25,7 +25,7 @@ from PIL import Image
 
 from . import processes, runs
 from .config import DataConfig
-from .errors import ConfigError, DataError, SuperconError, describe, first_line
+from .errors import DataError, SuperconError, ValueRefused, describe, first_line
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 CIFAR_FOLDER = "cifar-10-batches-py"
@@ -128,8 +128,8 @@ def stratified_subset(labels: torch.Tensor, size: int, seed: int, split: str) ->
     if not 1 <= size <= n:
         # The config asks for more than the data holds, as a batch larger than the training set
         # does: a config error (exit 2), found once the data is loaded.
-        raise ConfigError(
-            [f"data.{split}_subset: {size} is outside 1..{n} (the {split} split's size)"]
+        raise ValueRefused(
+            f"data.{split}_subset", f"{size} is outside 1..{n} (the {split} split's size)"
         )
     classes, counts = torch.unique(labels, return_counts=True)
     exact = counts.double() * size / n

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import config as config_lib
 from . import memory
 from . import schedule as schedule_lib
 from .config import Config
@@ -288,8 +289,9 @@ def build(cfg: Config, log: Log = lambda _: None) -> Setup:
     set_cpu_threads(cfg.train.cpu_threads)
     dtype = resolve_precision(cfg.train.precision, device)
     set_determinism(cfg.seed, cfg.train.deterministic)
-    dataset = load_dataset(cfg.data, cfg.seed, log)
-    schedule_lib.check_batch_size(cfg.train.batch_size, len(dataset.train))
+    with config_lib.blamed(cfg):
+        dataset = load_dataset(cfg.data, cfg.seed, log)
+        schedule_lib.check_batch_size(cfg.train.batch_size, len(dataset.train))
     # Before the loaders copy the data to the device and the model allocates: a step that cannot
     # fit stops here with the keys to change, not by the kernel's OOM killer without a word.
     memory.check_fits(

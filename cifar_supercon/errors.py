@@ -48,6 +48,17 @@ class ConfigError(UsageError):
         super().__init__("\n".join(self.problems))
 
 
+class ValueRefused(ConfigError):
+    """A config value that passed loading but does not fit what came later (a subset or a batch
+    larger than the data set): `key: what`, to which the config adds the file or option that
+    set the key (config.blamed)."""
+
+    def __init__(self, key: str, what: str) -> None:
+        self.key = key
+        self.what = what
+        super().__init__([f"{key}: {what}"])
+
+
 class DataError(SuperconError):
     """The data set is missing, unreadable or malformed."""
 

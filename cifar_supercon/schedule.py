@@ -16,7 +16,7 @@ from typing import Literal, NamedTuple, Protocol
 import torch
 
 from .config import ScheduleConfig
-from .errors import ConfigError
+from .errors import ConfigError, ValueRefused
 
 
 class LrMomentum(NamedTuple):
@@ -165,11 +165,9 @@ def check_batch_size(batch_size: int, num_images: int) -> None:
     """A batch larger than the training set: no full batch (an epoch of no step, or of one
     short one), whatever drop_last says."""
     if batch_size > num_images:
-        raise ConfigError(
-            [
-                f"train.batch_size: {batch_size} is larger than the training set "
-                f"({num_images} images)"
-            ]
+        raise ValueRefused(
+            "train.batch_size",
+            f"{batch_size} is larger than the training set ({num_images} images)",
         )
 
 

@@ -367,7 +367,7 @@ CASES = {
     "config: batch size larger than the training set": Case(
         lambda ws, c: train(ws, c, "--batch-size", "1000"),
         2,
-        "train.batch_size: 1000 is larger than the training set (72 images)",
+        "error: --batch-size: train.batch_size: 1000 is larger than the training set (72 images)",
     ),
     "config: cutout outside [0, 32]": Case(
         lambda ws, c: show(ws, "--set", "data.cutout=40"),
@@ -1165,12 +1165,18 @@ CASES = {
     "usage: plot-schedule with a batch larger than CIFAR-10's training set": Case(
         lambda ws, c: ["plot-schedule", "--set", "train.batch_size=100000", "--out", "s.png"],
         2,
-        "train.batch_size: 100000 is larger than the training set (50000 images)",
+        "error: --set: train.batch_size: 100000 is larger than the training set (50000 images)",
     ),
     "config: a training subset larger than the training set": Case(
         lambda ws, c: train(ws, c, "--set", "data.train_subset=1000"),
         2,
-        "data.train_subset: 1000 is outside 1..72 (the train split's size)",
+        "error: --set: data.train_subset: 1000 is outside 1..72 (the train split's size)",
+    ),
+    "config: a test subset larger than the test set, set in a file": Case(
+        lambda ws, c: train(ws, c, "--config", str(ws / "big.yaml")),
+        2,
+        "big.yaml: data.test_subset: 500 is outside 1..24 (the test split's size)",
+        prepare=lambda ws, mp: files(ws, **{"big.yaml": "data: {test_subset: 500}\n"}),
     ),
     "config: a weight decay listed twice": Case(
         lambda ws, c: show(ws, "--set", "finder.weight_decays=[0, 1e-4, 0]"),
