@@ -449,7 +449,20 @@ class _StrictLoader(yaml.SafeLoader):
                 )
             own = len(node.value) - len(merges)
             super().flatten_mapping(node)
-            self.merged[node] = len(node.value) - own
+            # PyYAML keeps the first of the merged pairs that share a key by the key string's
+            # identity, not its value: `epochs` read twice is two strings, both kept, and the
+            # last base then wins. Keep the first by value, as the merge key's rule says, and
+            # none that the mapping gives itself (so that a mapping merged in turn into
+            # another brings its own values, not those it overrode).
+            split = len(node.value) - own
+            seen = {(key.tag, key.value) for key, _ in node.value[split:]}
+            merged = []
+            for key, value in node.value[:split]:
+                if (key.tag, key.value) not in seen:
+                    seen.add((key.tag, key.value))
+                    merged.append((key, value))
+            node.value[:split] = merged
+            self.merged[node] = len(merged)
 
     def construct_document(self, node: yaml.Node) -> Any:
         if _expanded_size(node, {}) > MAX_YAML_NODES:

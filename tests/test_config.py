@@ -303,6 +303,21 @@ def test_two_merge_keys_in_one_mapping_are_a_key_given_twice(tmp_path: Path) -> 
     assert (load([one]).train.epochs, load([one]).train.batch_size) == (2, 8)
 
 
+def test_of_several_merged_bases_the_first_gives_a_shared_key(tmp_path: Path) -> None:
+    """YAML's rule for `<<: [*a, *b]`: a key both bases give comes from the first, and a base
+    that merges another brings its own values, not those it overrode (PyYAML alone let the last
+    base win for any key longer than one letter)."""
+    path = write(
+        tmp_path,
+        "bases.yaml",
+        "schedule: {peak_epoch: 1}\n"
+        "train:\n"
+        "  <<: [{epochs: 4, <<: {epochs: 9, batch_size: 8}}, {epochs: 5, eval_batch_size: 16}]\n",
+    )
+    train = load([path]).train
+    assert (train.epochs, train.batch_size, train.eval_batch_size) == (4, 8, 16)
+
+
 def test_a_dotted_key_and_its_section_in_one_file_set_it_twice(tmp_path: Path) -> None:
     path = write(tmp_path, "dotted.yaml", "train.epochs: 3\ntrain: {epochs: 4}\n")
     assert problems_of([path]) == [

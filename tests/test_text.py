@@ -34,5 +34,7 @@ def test_each_word_reaches_the_shell_as_it_was(encoding: str) -> None:
 
 
 def test_words_a_terminal_shows_are_quoted_as_usual() -> None:
-    assert shell_join(["train", "--resume", "runs/a b", "über"]) == "train --resume 'runs/a b' 'über'"
+    assert (
+        shell_join(["train", "--resume", "runs/a b", "über"]) == "train --resume 'runs/a b' 'über'"
+    )
     assert shell_join(["über"], "ascii") == "$'\\xc3\\xbcber'"
