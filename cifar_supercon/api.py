@@ -241,7 +241,8 @@ def evaluate(
     overrides = config_lib.as_overrides(overrides)
     payload = runs.load_checkpoint(path)
     cfg = config_lib.load([], overrides, base=runs.checkpoint_config(payload, path))
-    device = engine.resolve_device(cfg.train.device)
+    with config_lib.blamed(cfg):
+        device = engine.resolve_device(cfg.train.device)
     dtype = engine.resolve_precision(cfg.train.precision, device)
     logits = len(payload.get("classes") or ()) or NUM_CLASSES  # one output per class
     model = engine.build_model(cfg, device, logits)

@@ -249,7 +249,7 @@ class TrainConfig(Section):
 class FinderConfig(Section):
     start_lr: float = Field(1e-4, gt=0)
     end_lr: float = Field(10.0, gt=0)
-    num_iters: int = Field(200, ge=5)
+    num_iters: int = Field(200, ge=5, le=100_000)  # as train.epochs: a bound for typos
     mode: Literal["exp", "linear"] = "exp"
     smoothing: float = Field(0.9, ge=0, lt=1)  # EMA factor of the loss, per step
     diverge: float = Field(4.0, gt=1)  # stop when the running loss exceeds this x the best
@@ -455,11 +455,11 @@ class _StrictLoader(yaml.SafeLoader):
             # none that the mapping gives itself (so that a mapping merged in turn into
             # another brings its own values, not those it overrode).
             split = len(node.value) - own
-            seen = {(key.tag, key.value) for key, _ in node.value[split:]}
+            seen = {_identity(key) for key, _ in node.value[split:]}
             merged = []
             for key, value in node.value[:split]:
-                if (key.tag, key.value) not in seen:
-                    seen.add((key.tag, key.value))
+                if _identity(key) not in seen:
+                    seen.add(_identity(key))
                     merged.append((key, value))
             node.value[:split] = merged
             self.merged[node] = len(merged)
@@ -471,6 +471,12 @@ class _StrictLoader(yaml.SafeLoader):
                 "whole config has under 200: use fewer aliases"
             )
         return super().construct_document(node)
+
+
+def _identity(key: yaml.Node) -> object:
+    """What makes two keys the same key: a scalar's tag and text (a list or a mapping as a key
+    is refused when the mapping is built, so each is only itself)."""
+    return (key.tag, key.value) if isinstance(key, yaml.ScalarNode) else id(key)
 
 
 def _expanded_size(node: yaml.Node, sizes: dict[yaml.Node, int]) -> int:

@@ -27,7 +27,7 @@ from . import memory
 from . import schedule as schedule_lib
 from .config import Config
 from .data import Dataset, load_dataset
-from .errors import ConfigError, UsageError, describe
+from .errors import ValueRefused, describe
 from .loader import EvalLoader, Normalizer, TrainLoader
 from .model import ResNet9
 
@@ -75,10 +75,10 @@ def device_name(device: torch.device) -> str:
 
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError(
-            f"train.device cuda (--device, or a config's, or a resumed run's): no CUDA GPU is "
-            f"available to torch {torch.__version__}; use --device cpu (slow) or --device auto "
-            "(a resume may change it)"
+        raise ValueRefused(
+            "train.device",
+            f"cuda, but no CUDA GPU is available to torch {torch.__version__}; use --device cpu "
+            "(slow) or --device auto (a resume may change it)",
         )
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -274,22 +274,21 @@ def set_cpu_threads(threads: int | None) -> None:
     """
     cpus = os.cpu_count() or 1
     if threads is not None and threads > cpus:
-        raise ConfigError(
-            [
-                f"train.cpu_threads: {threads} is more than this machine's {cpus} logical CPUs; "
-                f"give at most {cpus}, or null for torch's default ({DEFAULT_THREADS})"
-            ]
+        raise ValueRefused(
+            "train.cpu_threads",
+            f"{threads} is more than this machine's {cpus} logical CPUs; give at most {cpus}, "
+            f"or null for torch's default ({DEFAULT_THREADS})",
         )
     torch.set_num_threads(threads or DEFAULT_THREADS)
 
 
 def build(cfg: Config, log: Log = lambda _: None) -> Setup:
     started = time.perf_counter()
-    device = resolve_device(cfg.train.device)
-    set_cpu_threads(cfg.train.cpu_threads)
-    dtype = resolve_precision(cfg.train.precision, device)
-    set_determinism(cfg.seed, cfg.train.deterministic)
-    with config_lib.blamed(cfg):
+    with config_lib.blamed(cfg):  # what this machine or the data refuses names its source
+        device = resolve_device(cfg.train.device)
+        set_cpu_threads(cfg.train.cpu_threads)
+        dtype = resolve_precision(cfg.train.precision, device)
+        set_determinism(cfg.seed, cfg.train.deterministic)
         dataset = load_dataset(cfg.data, cfg.seed, log)
         schedule_lib.check_batch_size(cfg.train.batch_size, len(dataset.train))
     # Before the loaders copy the data to the device and the model allocates: a step that cannot

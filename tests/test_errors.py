@@ -463,7 +463,7 @@ CASES = {
     "usage: --device cuda without a GPU": Case(
         lambda ws, c: train(ws, c, "--device", "cuda"),
         2,
-        "train.device cuda (--device, or a config's, or a resumed run's): no CUDA GPU is available",
+        "error: --device: train.device: cuda, but no CUDA GPU is available to torch",
         prepare=no_gpu,
     ),
     "config: peak epoch rounds to no step": Case(
@@ -1065,8 +1065,13 @@ CASES = {
     "config: more CPU threads than the machine has": Case(
         lambda ws, c: train(ws, c, "--set", f"train.cpu_threads={CPUS + 1}"),
         2,
-        f"train.cpu_threads: {CPUS + 1} is more than this machine's {CPUS} logical CPUs; give at "
-        f"most {CPUS}, or null",
+        f"error: --set: train.cpu_threads: {CPUS + 1} is more than this machine's {CPUS} logical "
+        f"CPUs; give at most {CPUS}, or null",
+    ),
+    "config: a range test of more steps than any needs": Case(
+        lambda ws, c: show(ws, "--set", "finder.num_iters=1000000000"),
+        2,
+        "--set: finder.num_iters: input should be less than or equal to 100000",
     ),
     "config: aliases that expand past any config's size": Case(
         lambda ws, c: show(ws, "--config", str(ws / "laughs.yaml")),
