@@ -3,6 +3,7 @@ where none does (a log file, `| tee`, CI, a scheduler) a plain line at a steady 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,12 @@ def progress_bar(total: int, description: str, enabled: bool, initial: int = 0) 
     """A tqdm bar on stderr (a widget in notebooks); hidden when disabled or not a terminal."""
     from tqdm.auto import tqdm
 
+    if not hasattr(tqdm, "_lock"):
+        # tqdm's own lock holds a multiprocessing RLock, a named semaphore, shared only with
+        # processes forked after it: none of ours (a sweep's run processes are spawned). A run
+        # process stopped with its sweep then left it for multiprocessing's resource tracker
+        # to report as leaked. Bars are drawn by one process's threads: a thread lock will do.
+        tqdm.set_lock(threading.RLock())
     return tqdm(
         total=total,
         initial=initial,
