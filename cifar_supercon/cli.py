@@ -69,8 +69,8 @@ def _error(message: str) -> None:
 
 
 def _stopped(message: str) -> None:
-    """A stop the user asked for is not an error: one line, no red."""
-    err_console.print(f"[bold yellow]stopped:[/] {escape(message)}")
+    """A stop the user asked for is not an error: one line, no red (escaped as _error's)."""
+    err_console.print(f"[bold yellow]stopped:[/] {escape(one_line(message))}")
 
 
 class _OneLineErrors(TyperGroup):
@@ -338,7 +338,9 @@ def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
 
 
 def _log(message: str) -> None:
-    out_console.print(message)
+    # A path in a log line (the run folder a resumed run names) is shown as a message's is: a
+    # line break or a terminal code in it escaped, not acted on.
+    out_console.print(one_line(message))
 
 
 # Commands ---------------------------------------------------------------------------------

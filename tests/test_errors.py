@@ -42,6 +42,7 @@ from typer.testing import CliRunner
 from cifar_supercon import api, memory, runs
 from cifar_supercon import config as config_lib
 from cifar_supercon.cli import app
+from cifar_supercon.text import one_line
 
 
 @dataclass
@@ -1298,8 +1299,8 @@ def comparable_metrics(run: Path) -> list[dict]:
 
 def test_sigint_saves_and_exits_130(image_folder: Path, tmp_path: Path) -> None:
     # The hint must quote what the shell would split, and spell out what a terminal that shows
-    # ASCII only cannot (printed as \xfc, ü would not run).
-    out = tmp_path / "sp ace" / "it's über"
+    # ASCII only cannot (printed as \xfc, ü would not run), a line break and a terminal code.
+    out = tmp_path / "sp ace" / "it's über\n\x1b[31mred"
     cfg = tiny_config(image_folder, out, train={"epochs": 30})
     (tmp_path / "tiny.yaml").write_text(config_lib.to_yaml(cfg))
     ascii_terminal = {"PYTHONIOENCODING": "ascii"}
@@ -1326,7 +1327,8 @@ def test_sigint_saves_and_exits_130(image_folder: Path, tmp_path: Path) -> None:
     assert (run / "summary.json").is_file()
     where = re.search(r"stopped (in epoch \d+ after step \d+/\d+|after epoch \d+);", err)
     assert where is not None, err
-    assert f"resuming {run} {where[1]}" in resumed.stdout  # both messages count the same way
+    # Both messages count the same way; the path's line break and terminal code show escaped.
+    assert f"resuming {one_line(str(run))} {where[1]}" in resumed.stdout
 
 
 @pytest.mark.parametrize("command", ["find-lr", "train"])
