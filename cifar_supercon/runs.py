@@ -523,7 +523,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def checkpoint_config(payload: Mapping[str, Any], path: Path) -> Config:
     if not isinstance(payload.get("config"), Mapping):
         raise CheckpointError(f"{path}: not a supercon checkpoint (it carries no config)")
-    return config_lib.from_dict(payload["config"], str(path))
+    try:
+        return config_lib.from_dict(payload["config"], str(path))
+    except ConfigError as e:
+        # The tool wrote this config: one that no longer validates is a damaged file (exit 1,
+        # as a run's own config.yaml is), not a config the user gave.
+        raise RunConfigError(e.problems) from None
 
 
 # What a resumed run may change: where it runs, not what it computes (`out` and `name` only

@@ -637,6 +637,12 @@ CASES = {
         "mismatch for fc.weight",
         prepare=edited_checkpoint(lambda payload: payload.update(classes=["a", "b"])),
     ),
+    "runs: a checkpoint whose config no longer validates": Case(
+        lambda ws, c: ["evaluate", str(ws / "edited.pt")],
+        1,
+        "edited.pt: train.bogus: unknown key (allowed: ",
+        prepare=edited_checkpoint(lambda payload: payload["config"]["train"].update(bogus=1)),
+    ),
     "runs: a checkpoint without a config": Case(
         lambda ws, c: ["evaluate", str(ws / "foreign.pt")],
         1,
