@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import difflib
 import itertools
+import numbers
 import os
 import re
 import typing
@@ -67,7 +68,8 @@ def _positive_or_auto(value: Any) -> float | str:
     if value == AUTO:
         return AUTO
     problem = "expected a positive number or 'auto'"
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+    # numbers.Real: numpy's scalars too (an API caller's np.float32(0.3)), as pydantic's floats
+    if isinstance(value, bool) or not isinstance(value, numbers.Real | str):
         raise ValueError(problem)
     try:
         number = float(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest import REPO
@@ -123,6 +124,23 @@ def test_a_boolean_inside_a_list_of_numbers_is_refused(key: str) -> None:
     assert problems_of(overrides={key: [1, True]}) == [
         f"overrides: {key}: expected a number, not a boolean (got [1, True])"
     ]
+
+
+def test_numpy_numbers_are_numbers_wherever_a_number_is_wanted() -> None:
+    """An API caller's values from numpy (np.float32 is no float subclass, np.int64 no int)."""
+    cfg = load(
+        [],
+        {
+            "schedule.lr_max": np.float32(0.5),
+            "schedule.lr_min": np.float64(0.05),
+            "optim.weight_decay": np.float32(0.25),
+            "model.width": np.int64(8),
+        },
+    )
+    assert (cfg.schedule.lr_max, cfg.schedule.lr_min) == (0.5, 0.05)
+    assert (cfg.optim.weight_decay, cfg.model.width) == (0.25, 8)
+    with pytest.raises(ConfigError, match="expected a positive number or 'auto'"):
+        load([], {"schedule.lr_max": np.bool_(True)})
 
 
 def test_flags_still_take_booleans() -> None:
