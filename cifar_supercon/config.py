@@ -216,7 +216,7 @@ class ScheduleConfig(Section):
     momentum_max: Momentum = 0.95
     momentum_min: Momentum = 0.85
     cycle_momentum: bool = True  # momentum moves inversely to the lr; False: momentum_max
-    step_size_epochs: float = Field(4.0, gt=0)  # CLR: half a cycle
+    step_size_epochs: float = Field(4.0, gt=0, le=100_000)  # CLR: half a cycle; le as epochs
     gamma: float = Field(0.99994, gt=0, le=1)  # exp_range: amplitude x gamma per iteration
     milestones: tuple[float, ...] = (12.0, 18.0)  # multistep: epochs where the lr is multiplied
     decay: float = Field(0.1, gt=0, lt=1)  # multistep factor

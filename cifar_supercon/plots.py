@@ -79,7 +79,7 @@ def schedule_figure(
     schedule: Schedule, total_steps: int, steps_per_epoch: int, title: str = ""
 ) -> Figure:
     """LR (left axis) and momentum (right axis) against the optimizer step, annotated."""
-    steps = list(range(total_steps))
+    steps = _drawn_steps(total_steps)
     values = [schedule(s) for s in steps]
     figure, ax = _figure(figsize=(9, 4.5))
     ax.plot(steps, [v.lr for v in values], color=LR_COLOUR, lw=2, label="learning rate")
@@ -95,6 +95,19 @@ def schedule_figure(
     ax.set_title(title or _describe(schedule, steps_per_epoch), pad=30)
     ax.grid(alpha=0.3)
     return figure
+
+
+# A figure is about 1,000 pixels across: more points than this only cost time and memory (a
+# CLR triangle of a long step size, drawn for a report, spans millions of steps).
+MAX_DRAWN_POINTS = 20_000
+
+
+def _drawn_steps(total_steps: int) -> list[int]:
+    """Every step, or MAX_DRAWN_POINTS of them spread evenly from the first to the last."""
+    if total_steps <= MAX_DRAWN_POINTS:
+        return list(range(total_steps))
+    last = total_steps - 1
+    return sorted({round(i * last / (MAX_DRAWN_POINTS - 1)) for i in range(MAX_DRAWN_POINTS)})
 
 
 def _describe(schedule: Schedule, steps_per_epoch: int) -> str:
@@ -150,15 +163,21 @@ def _annotate(ax: Axes, schedule: Schedule, total_steps: int) -> None:
     elif isinstance(schedule, Cyclic):
         low, high, size = schedule.base_lr, schedule.max_lr, schedule.step_size
         span = high - low
+        last = total_steps - 1
         ax.set_ylim(low - 0.25 * span, high + 0.22 * span)  # room for the brackets
-        _hline(ax, high, f"max lr = {high:g}", 2 * size, False)
-        _hline(ax, low, f"base lr = {low:g}", size, True)
-        # The first cycle, shaded, and its two halves of one step size each.
-        ax.axvspan(0, 2 * size, color="tab:green", alpha=0.07)
-        ax.axvline(size, color="grey", lw=0.8, ls=":")
+        # Labels inside the drawn steps: a run shorter than its cycle draws only part of it, and
+        # a label placed beyond would stretch the saved image (bbox "tight") to reach it.
+        _hline(ax, high, f"max lr = {high:g}", min(2 * size, 0.8 * last), False)
+        _hline(ax, low, f"base lr = {low:g}", min(size, 0.4 * last), True)
+        # The first cycle, shaded, and its two halves of one step size each: what is drawn.
+        ax.axvspan(0, min(2 * size, last), color="tab:green", alpha=0.07)
+        if size <= last:
+            ax.axvline(size, color="grey", lw=0.8, ls=":")
         for start in (0, size):
-            _bracket(ax, start, start + size, low - 0.08 * span, "step size", 0.04 * span)
-        _bracket(ax, 0, 2 * size, high + 0.1 * span, "cycle = 2 × step size", -0.04 * span)
+            if start + size <= last:
+                _bracket(ax, start, start + size, low - 0.08 * span, "step size", 0.04 * span)
+        if 2 * size <= last:
+            _bracket(ax, 0, 2 * size, high + 0.1 * span, "cycle = 2 × step size", -0.04 * span)
     elif isinstance(schedule, MultiStep):
         for m in schedule.milestones:
             ax.axvline(m, color="grey", lw=0.8, ls=":")

@@ -1075,6 +1075,11 @@ CASES = {
         f"error: --set: train.cpu_threads: {CPUS + 1} is more than this machine's {CPUS} logical "
         f"CPUs; give at most {CPUS}, or null",
     ),
+    "config: a CLR step size of more epochs than any run": Case(
+        lambda ws, c: show(ws, "--set", "schedule.step_size_epochs=1e20"),
+        2,
+        "--set: schedule.step_size_epochs: input should be less than or equal to 100000",
+    ),
     "config: a range test of more steps than any needs": Case(
         lambda ws, c: show(ws, "--set", "finder.num_iters=1000000000"),
         2,

@@ -612,3 +612,35 @@ def test_plot_schedule_unknown_policy(tmp_path):
     assert len(lines) == 1
     assert "schedule.policy" in lines[0] and "nonsense" in lines[0]
     assert not png.exists()
+
+
+@pytest.mark.parametrize("step_size_epochs", [20.0, 100_000.0])
+def test_a_cycle_longer_than_the_drawn_steps_keeps_the_figure_its_size(
+    step_size_epochs: float, tmp_path: Path
+) -> None:
+    """A run shorter than its CLR cycle draws part of one: the labels stay inside it (placed at
+    the cycle's far end they stretched the PNG to 4,393 pixels, or past matplotlib's limit)."""
+    png, table = tmp_path / "s.png", tmp_path / "s.csv"
+    result = invoke(
+        "--set", "schedule.policy=triangular",
+        "--set", f"schedule.step_size_epochs={step_size_epochs}",
+        "--epochs", "6", "--set", "data.train_subset=512", "--batch-size", "64",
+        "--out", str(png), "--csv", str(table),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with Image.open(png) as image:
+        assert image.size[0] < 1200
+    assert len(read_csv(table)[1]) == 6 * 8  # every step listed, whatever is drawn
+
+
+def test_a_long_schedule_is_drawn_from_evenly_spread_steps() -> None:
+    """A report's CLR triangle spans two cycles of the run's step size: millions of steps for
+    a long one, drawn from at most MAX_DRAWN_POINTS of them, first and last included."""
+    from cifar_supercon.plots import MAX_DRAWN_POINTS, _drawn_steps
+
+    assert _drawn_steps(5) == [0, 1, 2, 3, 4]
+    steps = _drawn_steps(52_000_000)
+    assert len(steps) == MAX_DRAWN_POINTS and steps == sorted(set(steps))
+    assert (steps[0], steps[-1]) == (0, 51_999_999)
+    gaps = {b - a for a, b in itertools.pairwise(steps)}
+    assert max(gaps) - min(gaps) <= 1
