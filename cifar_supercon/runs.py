@@ -20,7 +20,7 @@ import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import torch
 
@@ -242,20 +242,41 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object], size_hint:
     target = path.resolve() if path.is_symlink() else path  # keep a link; replace what it names
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}{TEMPORARY}{os.getpid()}")
+    watched: _WatchedFile | None = None
     try:
         with open(tmp, "wb") as f:
-            write(f)
+            watched = _WatchedFile(f)
+            write(cast(BinaryIO, watched))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException as e:
         written = tmp.stat().st_size if tmp.exists() else 0
         tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise _disk_full(target, max(written, size_hint)) from None
-        if isinstance(e, RuntimeError) and "No space left" in str(e):  # torch.save's wording
+        errors = [e, *(watched.errors if watched else [])]
+        if any(isinstance(x, OSError) and x.errno in (errno.ENOSPC, errno.EDQUOT) for x in errors):
             raise _disk_full(target, max(written, size_hint)) from None
         raise
+
+
+class _WatchedFile:
+    """A binary file that keeps the OSErrors its writes raise: a writer may catch one and fail
+    later in its own words (torch.save on a full disk: `[enforce fail at inline_container.cc]
+    unexpected pos`, which names neither the disk nor the file)."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+        self.errors: list[OSError] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.file, name)
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as e:
+            self.errors.append(e)
+            raise
 
 
 def _disk_full(path: Path, needed: int) -> SuperconError:
