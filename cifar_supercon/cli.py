@@ -41,16 +41,40 @@ from .text import one_line, shell_join
 
 
 class _Output(Console):
-    """Standard output. When its reader goes away (`supercon train ... | head -1`) the command
-    goes on without it, saying so once on stderr: a training run is not lost to a closed pipe
-    (Ctrl-C still stops it the usual way, checkpoint saved)."""
+    """Standard output. When its reader goes away (`supercon train ... | head -1`) or it cannot
+    be written (`> log` on a full disk) the command goes on without it, saying so once on
+    stderr: a training run is not lost to its log (Ctrl-C still stops it the usual way,
+    checkpoint saved). A command whose output is its product (config show's YAML) prints it
+    with `product`: a write error then fails the command instead."""
+
+    printing_product = False
+
+    def product(self, text: str) -> None:
+        self.printing_product = True
+        try:
+            self.print(text, end="")
+        finally:
+            self.printing_product = False
 
     def on_broken_pipe(self) -> None:
+        self._go_on_without("standard output closed")
+
+    def _check_buffer(self) -> None:
+        try:
+            super()._check_buffer()  # rich calls on_broken_pipe itself; other errors come here
+        except OSError as e:
+            why = f"standard output cannot be written ({e.strerror or type(e).__name__})"
+            self._go_on_without(why, warn=not self.printing_product)
+            if self.printing_product:
+                raise SuperconError(why) from None
+
+    def _go_on_without(self, why: str, warn: bool = True) -> None:
         self.quiet = True
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # later writes, ours or Python's at exit, vanish
         os.close(devnull)
-        err_console.print("[bold yellow]warning:[/] standard output closed; going on without it")
+        if warn:
+            err_console.print(f"[bold yellow]warning:[/] {why}; going on without it")
 
 
 # Nothing printed to stdout is markup or emoji codes: class folder names, paths and grid values
@@ -737,7 +761,7 @@ def config_show(
             set_, epochs, peak_epoch, lr_max, lr_min, batch_size, seed, device, data_dir, out
         )
         cfg = api.resolve_config(config, overrides)
-        out_console.print(config_lib.to_yaml(cfg), end="")
+        out_console.product(config_lib.to_yaml(cfg))
 
 
 def main() -> None:

@@ -1472,6 +1472,34 @@ def test_a_closed_stdout_does_not_stop_a_run(image_folder: Path, tmp_path: Path)
     assert len(list((tmp_path / "runs").glob("*/summary.json"))) == 1
 
 
+def test_a_stdout_that_cannot_be_written_stops_only_the_command_it_is_the_product_of(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    """`> log` on a full disk (here /dev/full): a run goes on to its end without its log,
+    saying so once; config show, whose YAML is its product, fails in one line (exit 1)."""
+    cfg = tiny_config(image_folder, tmp_path / "runs")
+    (tmp_path / "tiny.yaml").write_text(config_lib.to_yaml(cfg))
+    command = [sys.executable, "-m", "cifar_supercon"]
+    with open("/dev/full", "w") as full:
+        trained = subprocess.run(
+            [*command, "train", "--config", "tiny.yaml", "--no-progress"],
+            cwd=tmp_path, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300,
+        )  # fmt: skip
+        shown = subprocess.run(
+            [*command, "config", "show", "--config", "tiny.yaml"],
+            cwd=tmp_path, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300,
+        )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    assert trained.stderr.strip().splitlines() == [
+        "warning: standard output cannot be written (No space left on device); going on without it"
+    ]
+    assert len(list((tmp_path / "runs").glob("*/summary.json"))) == 1
+    assert shown.returncode == 1
+    assert shown.stderr.strip().splitlines() == [
+        "error: standard output cannot be written (No space left on device)"
+    ]
+
+
 def test_a_path_the_terminal_cannot_show_is_printed_escaped(
     image_folder: Path, tmp_path: Path
 ) -> None:
