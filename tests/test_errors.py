@@ -1633,6 +1633,36 @@ def test_output_options_never_write_into_a_run(workspace: Path) -> None:
     assert (run / "plots" / "confusion_best.png").is_file()
 
 
+def test_a_folder_with_a_config_and_metrics_of_its_own_is_no_run(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A project's own config.yaml and metrics.csv (or such files in $HOME) do not make a run:
+    every output option writes below them. A run is told by its metrics.csv's columns, which
+    it holds from its first files on: one stopped as its folder was made is still refused."""
+    project = workspace / "proj"
+    project.mkdir()
+    files(project, **{"config.yaml": "train:\n  epochs: 2\n", "metrics.csv": "a,b\n1,2\n"})
+    monkeypatch.chdir(project)
+    tiny = str(workspace / "tiny.yaml")
+    result = CliRunner().invoke(app, ["train", "-c", tiny, "--out", "runs", "--no-progress"])
+    assert result.exit_code == 0, result.stderr
+    (run,) = (project / "runs").iterdir()
+    for argv in [
+        ["plot-schedule", "--out", "s.png"],
+        ["compare", str(run), "--png", "c.png"],
+        ["evaluate", str(run / "checkpoints" / "best.pt"), "--plot", "e.png"],
+        ["sweep", "-c", tiny, "--out", "sw"],
+    ]:
+        result = CliRunner().invoke(app, argv)
+        assert result.exit_code == 0, (argv, result.stderr)
+    assert {p.name for p in project.iterdir()} >= {"s.png", "c.png", "e.png", "sw"}
+    # What a run holds when a stop lands as its folder is made: its first files
+    first = runs.create(workspace / "runs", "first")
+    runs.start(first, config_lib.load([tiny]))
+    result = CliRunner().invoke(app, ["plot-schedule", "--out", str(first / "s.png")])
+    assert result.exit_code == 2 and f"inside the run {first}," in result.stderr
+
+
 LONG = "a" * 300
 
 
