@@ -38,7 +38,23 @@ def path(value: Any, name: str) -> Path:
         raise UsageError(f"{name} {shown(value)}: expected a path (a str or pathlib.Path)")
     if not text:
         raise UsageError(f"{name} '': an empty path; give a file or folder (. for this folder)")
-    return Path(text)
+    try:
+        return expanded(Path(text))
+    except ValueError as e:
+        raise UsageError(f"{name} {shown(text)}: {e}") from None
+
+
+def expanded(path: Path) -> Path:
+    """`path` as a shell reads what a user types: `~` or `~user` at its start names a home
+    folder. The one reading of every path a user gives (config keys, the commands' path options,
+    the API's path arguments), so that `~/x` is the same folder wherever it is given. A
+    ValueError says why a path cannot be read so."""
+    try:
+        return path.expanduser()
+    except RuntimeError:  # pathlib's word for `~user` of no such user, or `~` without a home
+        head = path.parts[0]
+        why = "no such user" if head != "~" else "HOME is not set"
+        raise ValueError(f"{head} names no home folder on this machine ({why})") from None
 
 
 def optional_path(value: Any, name: str) -> Path | None:

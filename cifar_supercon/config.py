@@ -163,7 +163,7 @@ class Section(BaseModel):
         if field is not None and field.annotation is Path and isinstance(value, str | Path):
             if value == "":  # Path("") is the current folder, which nobody means by nothing
                 raise ValueError("expected a path, not an empty string (. for this folder)")
-            return Path(value).expanduser()  # `~/data` as a shell would read it
+            return arguments.expanded(Path(value))  # `~/data` as a shell would read it
         return value
 
 

@@ -288,6 +288,7 @@ def truncated_checkpoint(ws: Path, _: pytest.MonkeyPatch) -> None:
 
 
 CPUS = os.cpu_count() or 1
+NO_USER = "nouser-of-supercon"  # `~nouser-of-supercon`: the home folder of no user
 
 
 def show(ws: Path, *args: str) -> list[str]:
@@ -1211,6 +1212,12 @@ CASES = {
         "--epochs: schedule.annihilation_epochs: must be less than train.epochs (3), got 5 "
         "(schedule.annihilation_epochs from --set)",
     ),
+    "config: a ~user path of no such user": Case(
+        lambda ws, c: train(ws, c, "--data-dir", f"~{NO_USER}/data"),
+        2,
+        f"error: --data-dir: data.root: ~{NO_USER} names no home folder on this machine (no "
+        f"such user) (got '~{NO_USER}/data')",
+    ),
     "config: logit_scale above 10": Case(
         lambda ws, c: show(ws, "--set", "model.logit_scale=1e300"),
         2,
@@ -1661,6 +1668,51 @@ def test_a_folder_with_a_config_and_metrics_of_its_own_is_no_run(
     runs.start(first, config_lib.load([tiny]))
     result = CliRunner().invoke(app, ["plot-schedule", "--out", str(first / "s.png")])
     assert result.exit_code == 2 and f"inside the run {first}," in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "where"),
+    [
+        (["config", "show", "--set", f"data.root=~{NO_USER}/x"], "--set: data.root: "),
+        (["config", "show", "-c", "home.yaml"], "home.yaml: out: "),
+        (["sweep", "-c", "tiny.yaml", "--out", f"~{NO_USER}/x"], "Invalid value for '--out': "),
+        (["plot-schedule", "--csv", f"~{NO_USER}/x.csv"], "Invalid value for '--csv': "),
+        (["evaluate", f"~{NO_USER}/best.pt"], "Invalid value for 'checkpoint': "),
+    ],
+    ids=["--set", "yaml", "sweep --out", "plot-schedule --csv", "evaluate"],
+)
+def test_a_home_folder_of_no_user_is_refused_wherever_given(
+    argv: list[str], where: str, workspace: Path
+) -> None:
+    """`~user` of no such user, in a config key from any source or in a path option: exit 2,
+    one line naming the option (or key and source) and the user, before any work."""
+    files(workspace, **{"home.yaml": f"out: ~{NO_USER}/runs\n"})
+    before = sorted(workspace.rglob("*"))
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert where in line and f"~{NO_USER} names no home folder on this machine" in line, line
+    assert sorted(workspace.rglob("*")) == before
+
+
+def test_every_path_reads_a_home_folder_the_same_way(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`~/x` is the home folder's x whether it sets a config key or is an option of its own
+    (sweep --out made a folder named `~` here)."""
+    home = workspace / "home"
+    monkeypatch.setenv("HOME", str(home))
+    shown = CliRunner().invoke(app, ["config", "show", "--out", "~/runs", "--data-dir", "~/d"])
+    assert shown.exit_code == 0, shown.stderr
+    assert yaml.safe_load(shown.stdout)["out"] == str(home / "runs")
+    plotted = CliRunner().invoke(app, ["plot-schedule", "--out", "~/s.png", "--csv", "~/s.csv"])
+    assert plotted.exit_code == 0, plotted.stderr
+    failing = ["-g", "schedule.lr_max=-1", "--name", "x"]  # a sweep whose run fails at once
+    swept = CliRunner().invoke(app, ["sweep", "-c", "tiny.yaml", "--out", "~/sw", *failing])
+    assert "no run of the sweep finished" in swept.stderr
+    assert {p.name for p in home.iterdir()} == {"s.png", "s.csv", "sw"}
+    assert (home / "sw" / "x" / "sweep.yaml").is_file()
+    assert not (workspace / "~").exists()
 
 
 LONG = "a" * 300
