@@ -111,6 +111,7 @@ def train(
     # Where the run goes, checked before the data loads (runs.create checks again as it creates)
     where, what = (cfg.out, "out") if run_dir is None else (run_dir, "run_dir")
     runs.check_name_lengths(where, what)
+    runs.check_nameable(where, what)
     runs.check_outside_runs(where, what)
     setup = engine.build(cfg, log)  # bad data fails here, before a run directory exists
     schedule_lib.check_fits(cfg.schedule, cfg.train.epochs, setup.steps_per_epoch)

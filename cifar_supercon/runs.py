@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 
 import torch
 
+from . import arguments
 from . import config as config_lib
 from .config import Config
 from .errors import (
@@ -36,6 +37,7 @@ from .errors import (
     UsageError,
     describe,
 )
+from .text import one_line
 
 try:
     import fcntl
@@ -133,6 +135,13 @@ def check_name_lengths(path: Path, option: str) -> None:
             f"{option} {path}: {len(os.fsencode(absolute))} bytes as an absolute path, more "
             f"than paths allow ({path_max - 1}); give a shorter one"
         )
+
+
+def check_nameable(path: Path, option: str) -> None:
+    """A run's or a sweep's folder, refused before any work where the files written into it
+    could not name it (arguments.not_nameable), instead of failing as the run ends."""
+    if problem := arguments.not_nameable(path):
+        raise UsageError(f"{option} {one_line(str(path))}: {problem}")
 
 
 def _limit(folder: Path, name: str, default: int) -> int:
@@ -445,6 +454,7 @@ def check_training_run(run: Path) -> None:
     if not run.is_dir():
         what = "a file, not a run directory" if run.exists() else "no such directory"
         raise UsageError(f"--resume {run}: {what}")
+    check_nameable(run, "--resume")  # a run moved below such a folder: its report names it
     if not (run / CONFIG_FILE).is_file():
         raise UsageError(f"--resume {run}: not a run directory (no {CONFIG_FILE})")
     if not started(run):

@@ -60,6 +60,11 @@ def files(ws: Path, **contents: str) -> None:
         (ws / name).write_text(text)
 
 
+# A byte that is not UTF-8 in a file name, as Python reads it (os.fsdecode(b"\\xff")); printed
+# in messages as \\xff.
+ODD_BYTE = "\udcff"
+
+
 def broken_folder(kind: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
     def prepare(ws: Path, _: pytest.MonkeyPatch) -> None:
         root = write_image_folder(ws / "bad", train_per_class=2, test_per_class=1)
@@ -76,6 +81,9 @@ def broken_folder(kind: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
             for f in sorted((root / "test").rglob("*"), reverse=True):
                 f.unlink() if f.is_file() else f.rmdir()
             (root / "test").rmdir()
+        elif kind == "class name not UTF-8":
+            for split in ("train", "test"):
+                (root / split / "boat").rename(root / split / f"bo{ODD_BYTE}at")
         elif kind == "no classes":
             for split in ("train", "test"):
                 for f in sorted((root / split).rglob("*"), reverse=True):
@@ -1218,6 +1226,26 @@ CASES = {
         f"error: --data-dir: data.root: ~{NO_USER} names no home folder on this machine (no "
         f"such user) (got '~{NO_USER}/data')",
     ),
+    "config: a path that is not UTF-8 text": Case(
+        lambda ws, c: train(ws, c, "--data-dir", str(ws / f"root{ODD_BYTE}")),
+        2,
+        "error: --data-dir: data.root: not UTF-8 text (the byte \\xff), which the UTF-8 files a "
+        "run writes cannot name; rename it, or give a link to it whose name is UTF-8 (got '",
+        prepare=lambda ws, _: data_copy(ws, f"root{ODD_BYTE}"),  # valid data, but for its name
+    ),
+    "usage: a sweep folder whose path is not UTF-8 text": Case(
+        lambda ws, c: ["sweep", "-c", str(c), "--out", f"sw{ODD_BYTE}"],
+        2,
+        "error: --out sw\\xff: not UTF-8 text (the byte \\xff), which the UTF-8 files a run "
+        "writes cannot name",
+    ),
+    "data: a class folder whose name is not UTF-8 text": Case(
+        lambda ws, c: train(ws, c, "--data-dir", str(ws / "bad")),
+        1,
+        "bad/train/bo\\xffat: a class folder whose name is not UTF-8 text (the byte \\xff); "
+        "class names go into checkpoints, reports and plots as UTF-8 text: rename it",
+        prepare=broken_folder("class name not UTF-8"),
+    ),
     "config: logit_scale above 10": Case(
         lambda ws, c: show(ws, "--set", "model.logit_scale=1e300"),
         2,
@@ -1713,6 +1741,57 @@ def test_every_path_reads_a_home_folder_the_same_way(
     assert {p.name for p in home.iterdir()} == {"s.png", "s.csv", "sw"}
     assert (home / "sw" / "x" / "sweep.yaml").is_file()
     assert not (workspace / "~").exists()
+
+
+def moved_run(ws: Path) -> list[str]:
+    """An unfinished run moved into a folder whose name is not UTF-8: resumed."""
+    (ws / f"o{ODD_BYTE}").mkdir()
+    run = unfinished_run(ws, "stopped").rename(ws / f"o{ODD_BYTE}" / "stopped")
+    return ["train", "--resume", str(run)]
+
+
+@pytest.mark.parametrize(
+    ("argv", "where"),
+    [
+        (lambda ws: ["train", "-c", "tiny.yaml", "--out", f"o{ODD_BYTE}"], "--out: out: "),
+        (lambda ws: ["train", "-c", "tiny.yaml", "-c", "odd.yaml"], "odd.yaml: out: "),
+        (lambda ws: ["find-lr", "-c", "tiny.yaml", "--set", f"out=o{ODD_BYTE}"], "--set: out: "),
+        (moved_run, "--resume "),
+    ],
+    ids=["--out", "yaml", "--set", "--resume"],
+)
+def test_a_run_folder_that_is_not_utf8_is_refused_before_any_work(
+    argv: Callable[[Path], list[str]], where: str, workspace: Path
+) -> None:
+    """A run's files name its folder and data.root in UTF-8: a path with a byte that is not
+    UTF-8 is refused before any folder is made or file touched, from whatever source, where
+    the run failed after its training, and every resume again."""
+    files(workspace, **{"odd.yaml": 'out: "o\\uDCFF"\n'})  # YAML's escape of that byte
+    args = argv(workspace)
+    before = {p: p.stat().st_mtime_ns for p in workspace.rglob("*")}
+    result = CliRunner().invoke(app, [*args, "--no-progress"])
+    assert result.exit_code == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {where}") and "not UTF-8 text (the byte \\xff)" in line, line
+    assert {p: p.stat().st_mtime_ns for p in workspace.rglob("*")} == before
+
+
+def test_an_image_name_that_is_not_utf8_trains_and_evaluates(workspace: Path) -> None:
+    """An image file's name is only read (a class name is written, and refused): a Latin-1 one
+    is a name like any other, in the data cache's key too."""
+    data = data_copy(workspace, "latin")
+    image = data / "train" / "boat" / "boat_0000.png"
+    image.rename(image.with_name("b\udce9t.png"))  # Latin-1's é
+    trained = CliRunner().invoke(
+        app, ["train", "-c", "tiny.yaml", "--data-dir", str(data), "--no-progress"]
+    )
+    assert trained.exit_code == 0, trained.stderr
+    (run,) = (workspace / "runs").iterdir()
+    assert (run / "summary.json").is_file() and (run / "report.md").is_file()
+    evaluated = CliRunner().invoke(
+        app, ["evaluate", str(run / "checkpoints" / "best.pt"), "--data-dir", str(data)]
+    )
+    assert evaluated.exit_code == 0, evaluated.stderr
 
 
 LONG = "a" * 300
