@@ -1794,6 +1794,32 @@ def test_an_image_name_that_is_not_utf8_trains_and_evaluates(workspace: Path) ->
     assert evaluated.exit_code == 0, evaluated.stderr
 
 
+def test_evaluate_plots_into_its_run_however_the_checkpoint_is_spelled(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default plot is the run's plots/confusion_<checkpoint>.png for any spelling of a
+    checkpoint in the run's checkpoints/ (`best.pt` typed there has a parent without a name,
+    and its plot went into checkpoints/)."""
+    finished_run(workspace, None)
+    run = workspace / "finished"
+    (workspace / "link").symlink_to(run)
+    checkpoints, plot = run / "checkpoints", run / "plots" / "confusion_best.png"
+    for cwd, spelled in [
+        (checkpoints, "best.pt"),
+        (checkpoints, "./best.pt"),
+        (checkpoints, "../checkpoints/best.pt"),
+        (run / "plots", "../checkpoints/./best.pt"),
+        (workspace, "link/checkpoints/best.pt"),
+        (workspace / "link" / "checkpoints", "best.pt"),
+    ]:
+        monkeypatch.chdir(cwd)
+        result = CliRunner().invoke(app, ["evaluate", spelled])
+        assert result.exit_code == 0, (spelled, result.stderr)
+        assert plot.is_file() and not list(checkpoints.glob("*.png")), spelled
+        assert f"confusion matrix: {plot.resolve()}" in result.stdout.replace("\n", "")
+        plot.unlink()
+
+
 LONG = "a" * 300
 
 
