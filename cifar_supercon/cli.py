@@ -479,12 +479,16 @@ def program(encoding: str = "utf-8") -> str:
 
 
 def _nearby(path: Path) -> str:
-    """`path` relative to the working directory when it lies below it, else absolute."""
+    """`path` relative to the working directory when it lies below it, else absolute. One in
+    the working directory itself is `./name`: a shell looks a bare name up on PATH, which
+    need not hold this folder (a venv's bin/), and finds another program of that name, or
+    none."""
     absolute = path.absolute()
     try:
-        return str(absolute.relative_to(Path.cwd()))
+        relative = absolute.relative_to(Path.cwd())
     except ValueError:
         return str(absolute)
+    return str(relative) if len(relative.parts) > 1 else f"./{relative}"
 
 
 def _weight_decays(text: str) -> Override:

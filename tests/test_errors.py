@@ -39,7 +39,7 @@ from conftest import (
 from PIL import Image
 from typer.testing import CliRunner
 
-from cifar_supercon import api, memory, runs
+from cifar_supercon import api, cli, memory, runs
 from cifar_supercon import config as config_lib
 from cifar_supercon.cli import app
 
@@ -1818,6 +1818,36 @@ def test_evaluate_plots_into_its_run_however_the_checkpoint_is_spelled(
         assert plot.is_file() and not list(checkpoints.glob("*.png")), spelled
         assert f"confusion matrix: {plot.resolve()}" in result.stdout.replace("\n", "")
         plot.unlink()
+
+
+@pytest.mark.parametrize("started", ["supercon", "python"])
+def test_a_hint_printed_in_the_programs_own_folder_runs_as_printed(
+    started: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Started as ./supercon, or as `python -m cifar_supercon`, from the folder that holds it
+    (a venv's bin/) while PATH does not: the printed program is ./supercon or ./python, where
+    a bare name ran what PATH found there (another python, or no supercon at all)."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for name, argv in [("supercon", "-m cifar_supercon"), ("python", "")]:
+        (folder / name).write_text(f'#!/bin/sh\nexec {sys.executable} {argv} "$@"\n')
+        (folder / name).chmod(0o755)
+    path = {"PATH": "/usr/bin:/bin"}  # not this folder, nor the test's own venv
+    monkeypatch.setenv("PATH", path["PATH"])
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(sys, "executable", str(folder / "python"))
+    main = Path(cli.__file__).with_name("__main__.py")
+    monkeypatch.setattr(sys, "argv", ["./supercon" if started == "supercon" else str(main)])
+    printed = cli.program()
+    ran = subprocess.run(
+        ["bash", "-c", f"{printed} --version"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **path},
+    )
+    assert ran.returncode == 0 and ran.stdout.startswith("supercon "), (printed, ran.stderr)
+    assert printed.startswith(f"./{started}"), printed  # this folder's, not one PATH finds
 
 
 LONG = "a" * 300
