@@ -111,6 +111,7 @@ def train(
     # Where the run goes, checked before the data loads (runs.create checks again as it creates)
     where, what = (cfg.out, "out") if run_dir is None else (run_dir, "run_dir")
     runs.check_name_lengths(where, what)
+    runs.check_nameable(where, what)
     runs.check_outside_runs(where, what)
     setup = engine.build(cfg, log)  # bad data fails here, before a run directory exists
     schedule_lib.check_fits(cfg.schedule, cfg.train.epochs, setup.steps_per_epoch)
@@ -279,12 +280,19 @@ def evaluate(
     matrix = engine.confusion_matrix(result, len(classes))
     per_class = [row[i] / max(1, sum(row)) for i, row in enumerate(matrix)]
     if plot is None:
-        in_run = path.parent.name == runs.CHECKPOINTS
-        folder = path.parent.parent / runs.PLOTS if in_run else path.parent
-        plot = folder / f"confusion_{path.stem}.png"
-        if in_run and plot == path.parent.parent / runs.CONFUSION_PLOT:
-            # checkpoints/matrix.pt: the training's own confusion_matrix.png stays as it wrote it
-            plot = folder / f"confusion_{path.stem}_checkpoint.png"
+        # The checkpoint's folder as the file system has it: spelled `best.pt` from inside
+        # checkpoints/ (a parent without a name), `../checkpoints/best.pt` or through a link to
+        # the run, it is the same run's checkpoints/, whose run's plots/ gets the figure.
+        checkpoints = runs.resolved(path.parent)
+        if checkpoints.name == runs.CHECKPOINTS:
+            run = checkpoints.parent
+            plot = run / runs.PLOTS / f"confusion_{path.stem}.png"
+            if plot == run / runs.CONFUSION_PLOT:
+                # checkpoints/matrix.pt: the training's own confusion_matrix.png stays as it
+                # wrote it
+                plot = run / runs.PLOTS / f"confusion_{path.stem}_checkpoint.png"
+        else:
+            plot = path.parent / f"confusion_{path.stem}.png"  # beside it, as spelled
     plots.save(plots.confusion_figure(matrix, classes), plot)
     return Evaluation(result.accuracy, result.loss, classes, per_class, matrix, plot)
 

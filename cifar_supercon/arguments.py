@@ -13,14 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .text import not_utf8, quoted
 
 Log = Callable[[str], None]
 SHOWN_CHARACTERS = 80  # of a value in a message: enough to recognise it, still one line
 
 
 def shown(value: Any) -> str:
-    """A value as a message shows it: its repr (a line break in it escaped), cut short."""
-    text = repr(value)
+    """A value as a message shows it: its repr (a line break in it escaped, an undecodable byte
+    of a file name as \\xff), cut short."""
+    text = quoted(value) if isinstance(value, str) else repr(value)
     return text if len(text) <= SHOWN_CHARACTERS else text[: SHOWN_CHARACTERS - 3] + "..."
 
 
@@ -38,7 +40,39 @@ def path(value: Any, name: str) -> Path:
         raise UsageError(f"{name} {shown(value)}: expected a path (a str or pathlib.Path)")
     if not text:
         raise UsageError(f"{name} '': an empty path; give a file or folder (. for this folder)")
-    return Path(text)
+    try:
+        return expanded(Path(text))
+    except ValueError as e:
+        raise UsageError(f"{name} {shown(text)}: {e}") from None
+
+
+def expanded(path: Path) -> Path:
+    """`path` as a shell reads what a user types: `~` or `~user` at its start names a home
+    folder. The one reading of every path a user gives (config keys, the commands' path options,
+    the API's path arguments), so that `~/x` is the same folder wherever it is given. A
+    ValueError says why a path cannot be read so."""
+    try:
+        return path.expanduser()
+    except RuntimeError:  # pathlib's word for `~user` of no such user, or `~` without a home
+        head = path.parts[0]
+        why = "no such user" if head != "~" else "HOME is not set"
+        raise ValueError(f"{head} names no home folder on this machine ({why})") from None
+
+
+def not_nameable(path: Path) -> str | None:
+    """Why the files a run or a sweep writes could not name `path`, or None. They are UTF-8
+    text (report.md names the data's folder and holds the command that reproduces the run, a
+    sweep's logs name its runs' folders), which a path holding a byte that is not UTF-8
+    (Python reads it as a lone surrogate) cannot be written into: found when report.md was
+    written, after the training, it failed the run, and every resume again. Refused before
+    any work instead, naming the path; a link with a UTF-8 name reaches the same folder."""
+    problem = not_utf8(str(path))
+    if problem is None:
+        return None
+    return (
+        f"{problem}, which the UTF-8 files a run writes cannot name; rename it, or give a link "
+        "to it whose name is UTF-8"
+    )
 
 
 def optional_path(value: Any, name: str) -> Path | None:

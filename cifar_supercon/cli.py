@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from . import api, executors, outputs, sweep_results, sweep_spec
+from . import api, arguments, executors, outputs, sweep_results, sweep_spec
 from . import comparison as compare_lib
 from . import config as config_lib
 from . import sweeps as sweep_lib
@@ -255,12 +255,23 @@ def _reported(debug: bool) -> Iterator[None]:
 # Options shared by the commands -----------------------------------------------------------
 
 
-def _path(text: str) -> Path:
-    """A path option's value. An empty one would name the current folder (Path("") is "."),
-    which nobody means by typing nothing: refused."""
+def _key_path(text: str) -> Path:
+    """The value of an option that sets a config path key (--data-dir, a run's --out), as
+    typed: the config reads it as it reads the key from a file (`~` included), so that a
+    problem with it names the key and the option. An empty one would name the current folder
+    (Path("") is "."), which nobody means by typing nothing: refused."""
     if not text:
         raise typer.BadParameter("an empty path; give a file or folder (. for this folder)")
     return Path(text)
+
+
+def _path(text: str) -> Path:
+    """Any other path option's value, read as every path the user gives is (`~/x` is a home
+    folder, as `--out ~/x` of a run is)."""
+    try:
+        return arguments.expanded(_key_path(text))
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
 
 
 ConfigOpt = Annotated[
@@ -293,10 +304,10 @@ SeedOpt = Annotated[int | None, typer.Option("--seed", help="seed")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda")]
 DataDirOpt = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="data.root: CIFAR-10 or an image folder", parser=_path),
+    typer.Option("--data-dir", help="data.root: CIFAR-10 or an image folder", parser=_key_path),
 ]
 OutOpt = Annotated[
-    Path | None, typer.Option("--out", help="Parent folder of run directories", parser=_path)
+    Path | None, typer.Option("--out", help="Parent folder of run directories", parser=_key_path)
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 ProgressOpt = Annotated[
@@ -494,12 +505,16 @@ def program(encoding: str = "utf-8") -> str:
 
 
 def _nearby(path: Path) -> str:
-    """`path` relative to the working directory when it lies below it, else absolute."""
+    """`path` relative to the working directory when it lies below it, else absolute. One in
+    the working directory itself is `./name`: a shell looks a bare name up on PATH, which
+    need not hold this folder (a venv's bin/), and finds another program of that name, or
+    none."""
     absolute = path.absolute()
     try:
-        return str(absolute.relative_to(Path.cwd()))
+        relative = absolute.relative_to(Path.cwd())
     except ValueError:
         return str(absolute)
+    return str(relative) if len(relative.parts) > 1 else f"./{relative}"
 
 
 def _weight_decays(text: str) -> Override:

@@ -39,6 +39,7 @@ from pydantic import (
 from . import arguments
 from .errors import ConfigError, UsageError, ValueRefused, first_line
 from .suggest import Method
+from .text import not_utf8, quoted
 
 AUTO = "auto"
 DEFAULTS = "defaults"
@@ -165,7 +166,12 @@ class Section(BaseModel):
         if field is not None and field.annotation is Path and isinstance(value, str | Path):
             if value == "":  # Path("") is the current folder, which nobody means by nothing
                 raise ValueError("expected a path, not an empty string (. for this folder)")
-            return Path(value).expanduser()  # `~/data` as a shell would read it
+            path = arguments.expanded(Path(value))  # `~/data` as a shell would read it
+            # Refused here, before any folder is made, rather than carried into a run that
+            # cannot write it down: see arguments.not_nameable.
+            if problem := arguments.not_nameable(path):
+                raise ValueError(problem)
+            return path
         return value
 
 
@@ -582,10 +588,10 @@ def parse_set(assignment: str, option: str = "--set") -> Override:
             "--set schedule.lr_max=0.4" if option.startswith("--") else "'schedule.lr_max=0.4'"
         )
         raise ConfigError(
-            [f"{option} {assignment!r}: expected KEY=VALUE with a dotted key, e.g. {example}"]
+            [f"{option} {quoted(assignment)}: expected KEY=VALUE with a dotted key, e.g. {example}"]
         )
     check_key(key, option)
-    return Override(key, parse_value(text, f"{option} {assignment!r}"), option)
+    return Override(key, parse_value(text, f"{option} {quoted(assignment)}"), option)
 
 
 def parse_value(text: str, where: str) -> Any:
@@ -593,6 +599,11 @@ def parse_value(text: str, where: str) -> Any:
     was typed in messages (`--set 'train.epochs=x'`, `--lr-max ''`)."""
     if not text.strip():
         raise ConfigError([f"{where}: the value is empty"])
+    if not_utf8(text):
+        # A byte that is not UTF-8 (a path typed with one) is no YAML, which is Unicode text:
+        # the value is that text, and its key's check says what it makes of it (a path key
+        # refuses it, naming the key, as from any other source).
+        return text
     try:
         # `null` (or `~`) is a value: it unsets an optional key, e.g. data.train_subset=null
         # trains on all images again after a config that took a subset.
@@ -754,7 +765,10 @@ def _describe(error: Mapping[str, Any]) -> tuple[str, str]:
     if not loc:  # a check across keys: its message names them; the input is the whole config
         return key, message
     given = error["input"]
-    shown = given.isoformat() if isinstance(given, datetime.date) else repr(given)  # as in YAML
+    if isinstance(given, datetime.date):
+        shown = given.isoformat()  # as in YAML
+    else:  # a path's undecodable byte as \xff
+        shown = quoted(given) if isinstance(given, str) else repr(given)
     return key, f"{message} (got {shown})"
 
 

@@ -26,6 +26,7 @@ from PIL import Image
 from . import processes, runs
 from .config import DataConfig
 from .errors import DataError, SuperconError, ValueRefused, describe, first_line
+from .text import not_utf8, one_line
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 CIFAR_FOLDER = "cifar-10-batches-py"
@@ -191,6 +192,15 @@ def _list_folder(root: Path) -> Listing:
                 f"{split_dir}: missing; an image folder needs train/<class>/ and test/<class>/"
             )
         names = class_folders(split_dir)
+        for name in names:
+            # A class name is written into checkpoints, report.md and plots as text: one with
+            # a byte that is not UTF-8 would fail a run once trained. A data problem, as a
+            # folder without classes is (exit 1): the command was right, the folder is not.
+            if problem := not_utf8(name):
+                raise DataError(
+                    f"{one_line(str(split_dir / name))}: a class folder whose name is {problem}; "
+                    "class names go into checkpoints, reports and plots as UTF-8 text: rename it"
+                )
         if not names:
             raise DataError(f"{split_dir}: no class folders (expected {split}/<class>/<image>)")
         if len(names) == 1:
@@ -350,7 +360,9 @@ def cache_file(root: Path, kind: str, files: list[SourceFile] | None = None) -> 
     lines = [f"{kind}:{CACHE_FORMAT}"] + [
         f"{f.path[start:]}:{f.label}:{f.size}:{f.mtime_ns}" for f in files
     ]
-    key = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+    # As the file system's bytes: a file name that is not UTF-8 (a Latin-1 image name) is a
+    # name like any other, where str.encode refused its undecodable bytes.
+    key = hashlib.sha256(os.fsencode("\n".join(lines))).hexdigest()[:16]
     return root / CACHE_FOLDER / f"{kind}-{key}.pt"
 
 

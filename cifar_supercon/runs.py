@@ -24,6 +24,7 @@ from typing import Any, BinaryIO, cast
 
 import torch
 
+from . import arguments
 from . import config as config_lib
 from .config import Config
 from .errors import (
@@ -36,6 +37,7 @@ from .errors import (
     UsageError,
     describe,
 )
+from .text import one_line
 
 try:
     import fcntl
@@ -101,10 +103,12 @@ def check_outside_runs(path: Path, option: str = "out") -> None:
     output option names (a plot, a CSV): the run's folder holds only what the run wrote (its
     checkpoints/ would gain foreign files, a plot or metrics.csv replaced there would misreport
     it, and finished runs are never changed). Links are followed: a link into a run writes
-    into the run."""
+    into the run. Every folder above the path is asked, so only a run of this tool (`is_run`)
+    may refuse: a project's own config.yaml and metrics.csv, or such files in $HOME, must not
+    block the tool below them."""
     target = resolved(path)
     for place in (target, *target.parents):
-        if started(place):
+        if is_run(place):
             raise UsageError(
                 f"{option} {path}: inside the run {place}, which holds only what the run wrote; "
                 "choose a place outside it"
@@ -131,6 +135,13 @@ def check_name_lengths(path: Path, option: str) -> None:
             f"{option} {path}: {len(os.fsencode(absolute))} bytes as an absolute path, more "
             f"than paths allow ({path_max - 1}); give a shorter one"
         )
+
+
+def check_nameable(path: Path, option: str) -> None:
+    """A run's or a sweep's folder, refused before any work where the files written into it
+    could not name it (arguments.not_nameable), instead of failing as the run ends."""
+    if problem := arguments.not_nameable(path):
+        raise UsageError(f"{option} {one_line(str(path))}: {problem}")
 
 
 def _limit(folder: Path, name: str, default: int) -> int:
@@ -332,6 +343,29 @@ def start(run: Path, cfg: Config) -> None:
     write_config(run, cfg)
 
 
+_HEADER_BYTES = 4096  # metrics.csv's header is 60; a foreign file's first line is not read whole
+
+
+def is_run(folder: Path) -> bool:
+    """Whether `folder` is a training run of this tool: its metrics.csv begins with this tool's
+    columns (those read_metrics requires). The rule holds for a run from the first moment it is
+    one: `start` writes metrics.csv first, before config.yaml, while stops wait (a Ctrl-C as
+    the folder is made lands after it), and only a SIGKILL between the folder's mkdir and that
+    write leaves a folder without it, which holds no run to protect (--resume refuses it: no
+    config.yaml; a sweep removes it). Every later write replaces the file whole, header first,
+    and nothing removes it. A config.yaml, a checkpoints/ folder or a .lock is no sign of a run:
+    projects have them too, and a sweep's folder has a .lock."""
+    metrics = folder / METRICS_FILE
+    if not metrics.is_file():  # a pipe of that name would block the read
+        return False
+    try:
+        with open(metrics, encoding="utf-8", newline="") as f:
+            header = next(csv.reader([f.readline(_HEADER_BYTES)]), [])
+    except (OSError, UnicodeDecodeError, csv.Error):  # unreadable: not this tool's file
+        return False
+    return all(column in header for column in METRIC_COLUMNS)
+
+
 def started(run: Path) -> bool:
     """A training run that began (see `start`): it can be resumed unless it has finished."""
     return (run / CONFIG_FILE).is_file() and (
@@ -441,6 +475,7 @@ def check_training_run(run: Path) -> None:
     if not run.is_dir():
         what = "a file, not a run directory" if run.exists() else "no such directory"
         raise UsageError(f"--resume {run}: {what}")
+    check_nameable(run, "--resume")  # a run moved below such a folder: its report names it
     if not (run / CONFIG_FILE).is_file():
         raise UsageError(f"--resume {run}: not a run directory (no {CONFIG_FILE})")
     if not started(run):

@@ -220,6 +220,7 @@ def sweep(
         raise UsageError(f"--name {name!r}: expected {config_lib.NAME_RULE}")
     out = arguments.path(out, "out")
     runs.check_name_lengths(out, "--out")
+    runs.check_nameable(out, "--out")  # its runs' folders, named in its logs and their reports
     grid = _grid(grid)
     seeds = _seeds(seeds)
     chosen = _executor(executor)

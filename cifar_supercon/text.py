@@ -4,6 +4,7 @@ message, a Markdown table's row."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections.abc import Iterable
 
@@ -12,8 +13,39 @@ def one_line(text: str) -> str:
     """`a<newline>b` -> `a\\nb`: each character that is not printable (line breaks, tabs,
     terminal escape codes) as its Python escape, so that a folder's name cannot split a message
     in two or restyle the terminal; everything else as it is."""
-    return "".join(
-        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    return "".join(c if c.isprintable() else _escaped(c) for c in text)
+
+
+def _escaped(character: str) -> str:
+    """A character as its Python escape; a byte of a file name that the file system's encoding
+    does not decode (Python reads it as a lone surrogate, U+DC80..U+DCFF) as the byte it is,
+    `\\xff`, as `ls` and bash's $'...' show it, not as `\\udcff`."""
+    if "\udc80" <= character <= "\udcff":
+        return f"\\x{ord(character) - 0xDC00:02x}"
+    return character.encode("unicode_escape").decode("ascii")
+
+
+def not_utf8(text: str) -> str | None:
+    """`not UTF-8 text (the byte \\xff)` where `text` (a path, a folder's name) holds what a
+    UTF-8 file cannot: a byte that the file system's encoding does not decode. None where it
+    can be written as it is."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        character = text[e.start]
+        what = "byte" if "\udc80" <= character <= "\udcff" else "character"
+        return f"not UTF-8 text (the {what} {_escaped(character)})"
+    return None
+
+
+def quoted(text: str) -> str:
+    """`repr(text)`, one line and ASCII-safe, with an undecodable byte shown as `one_line` shows
+    it (`'root\\xff'`, not `'root\\udcff'`). repr doubles every backslash of the text itself, so
+    an escape is `\\udcNN` after an even number of backslashes."""
+    return re.sub(
+        r"(\\*)\\u(dc[89a-f][0-9a-f])",
+        lambda m: m[0] if len(m[1]) % 2 else f"{m[1]}{_escaped(chr(int(m[2], 16)))}",
+        repr(text),
     )
 
 

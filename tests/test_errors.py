@@ -39,7 +39,7 @@ from conftest import (
 from PIL import Image
 from typer.testing import CliRunner
 
-from cifar_supercon import api, memory, runs
+from cifar_supercon import api, cli, memory, runs
 from cifar_supercon import config as config_lib
 from cifar_supercon.cli import app
 from cifar_supercon.text import one_line
@@ -61,6 +61,11 @@ def files(ws: Path, **contents: str) -> None:
         (ws / name).write_text(text)
 
 
+# A byte that is not UTF-8 in a file name, as Python reads it (os.fsdecode(b"\\xff")); printed
+# in messages as \\xff.
+ODD_BYTE = "\udcff"
+
+
 def broken_folder(kind: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
     def prepare(ws: Path, _: pytest.MonkeyPatch) -> None:
         root = write_image_folder(ws / "bad", train_per_class=2, test_per_class=1)
@@ -77,6 +82,9 @@ def broken_folder(kind: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
             for f in sorted((root / "test").rglob("*"), reverse=True):
                 f.unlink() if f.is_file() else f.rmdir()
             (root / "test").rmdir()
+        elif kind == "class name not UTF-8":
+            for split in ("train", "test"):
+                (root / split / "boat").rename(root / split / f"bo{ODD_BYTE}at")
         elif kind == "no classes":
             for split in ("train", "test"):
                 for f in sorted((root / split).rglob("*"), reverse=True):
@@ -289,6 +297,7 @@ def truncated_checkpoint(ws: Path, _: pytest.MonkeyPatch) -> None:
 
 
 CPUS = os.cpu_count() or 1
+NO_USER = "nouser-of-supercon"  # `~nouser-of-supercon`: the home folder of no user
 
 
 def show(ws: Path, *args: str) -> list[str]:
@@ -1223,6 +1232,32 @@ CASES = {
         "--epochs: schedule.annihilation_epochs: must be less than train.epochs (3), got 5 "
         "(schedule.annihilation_epochs from --set)",
     ),
+    "config: a ~user path of no such user": Case(
+        lambda ws, c: train(ws, c, "--data-dir", f"~{NO_USER}/data"),
+        2,
+        f"error: --data-dir: data.root: ~{NO_USER} names no home folder on this machine (no "
+        f"such user) (got '~{NO_USER}/data')",
+    ),
+    "config: a path that is not UTF-8 text": Case(
+        lambda ws, c: train(ws, c, "--data-dir", str(ws / f"root{ODD_BYTE}")),
+        2,
+        "error: --data-dir: data.root: not UTF-8 text (the byte \\xff), which the UTF-8 files a "
+        "run writes cannot name; rename it, or give a link to it whose name is UTF-8 (got '",
+        prepare=lambda ws, _: data_copy(ws, f"root{ODD_BYTE}"),  # valid data, but for its name
+    ),
+    "usage: a sweep folder whose path is not UTF-8 text": Case(
+        lambda ws, c: ["sweep", "-c", str(c), "--out", f"sw{ODD_BYTE}"],
+        2,
+        "error: --out sw\\xff: not UTF-8 text (the byte \\xff), which the UTF-8 files a run "
+        "writes cannot name",
+    ),
+    "data: a class folder whose name is not UTF-8 text": Case(
+        lambda ws, c: train(ws, c, "--data-dir", str(ws / "bad")),
+        1,
+        "bad/train/bo\\xffat: a class folder whose name is not UTF-8 text (the byte \\xff); "
+        "class names go into checkpoints, reports and plots as UTF-8 text: rename it",
+        prepare=broken_folder("class name not UTF-8"),
+    ),
     "config: logit_scale above 10": Case(
         lambda ws, c: show(ws, "--set", "model.logit_scale=1e300"),
         2,
@@ -1692,6 +1727,188 @@ def test_output_options_never_write_into_a_run(workspace: Path) -> None:
     result = CliRunner().invoke(app, ["evaluate", best])
     assert result.exit_code == 0, result.stderr
     assert (run / "plots" / "confusion_best.png").is_file()
+
+
+def test_a_folder_with_a_config_and_metrics_of_its_own_is_no_run(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A project's own config.yaml and metrics.csv (or such files in $HOME) do not make a run:
+    every output option writes below them. A run is told by its metrics.csv's columns, which
+    it holds from its first files on: one stopped as its folder was made is still refused."""
+    project = workspace / "proj"
+    project.mkdir()
+    files(project, **{"config.yaml": "train:\n  epochs: 2\n", "metrics.csv": "a,b\n1,2\n"})
+    monkeypatch.chdir(project)
+    tiny = str(workspace / "tiny.yaml")
+    result = CliRunner().invoke(app, ["train", "-c", tiny, "--out", "runs", "--no-progress"])
+    assert result.exit_code == 0, result.stderr
+    (run,) = (project / "runs").iterdir()
+    for argv in [
+        ["plot-schedule", "--out", "s.png"],
+        ["compare", str(run), "--png", "c.png"],
+        ["evaluate", str(run / "checkpoints" / "best.pt"), "--plot", "e.png"],
+        ["sweep", "-c", tiny, "--out", "sw"],
+    ]:
+        result = CliRunner().invoke(app, argv)
+        assert result.exit_code == 0, (argv, result.stderr)
+    assert {p.name for p in project.iterdir()} >= {"s.png", "c.png", "e.png", "sw"}
+    # What a run holds when a stop lands as its folder is made: its first files
+    first = runs.create(workspace / "runs", "first")
+    runs.start(first, config_lib.load([tiny]))
+    result = CliRunner().invoke(app, ["plot-schedule", "--out", str(first / "s.png")])
+    assert result.exit_code == 2 and f"inside the run {first}," in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "where"),
+    [
+        (["config", "show", "--set", f"data.root=~{NO_USER}/x"], "--set: data.root: "),
+        (["config", "show", "-c", "home.yaml"], "home.yaml: out: "),
+        (["sweep", "-c", "tiny.yaml", "--out", f"~{NO_USER}/x"], "Invalid value for '--out': "),
+        (["plot-schedule", "--csv", f"~{NO_USER}/x.csv"], "Invalid value for '--csv': "),
+        (["evaluate", f"~{NO_USER}/best.pt"], "Invalid value for 'checkpoint': "),
+    ],
+    ids=["--set", "yaml", "sweep --out", "plot-schedule --csv", "evaluate"],
+)
+def test_a_home_folder_of_no_user_is_refused_wherever_given(
+    argv: list[str], where: str, workspace: Path
+) -> None:
+    """`~user` of no such user, in a config key from any source or in a path option: exit 2,
+    one line naming the option (or key and source) and the user, before any work."""
+    files(workspace, **{"home.yaml": f"out: ~{NO_USER}/runs\n"})
+    before = sorted(workspace.rglob("*"))
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert where in line and f"~{NO_USER} names no home folder on this machine" in line, line
+    assert sorted(workspace.rglob("*")) == before
+
+
+def test_every_path_reads_a_home_folder_the_same_way(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`~/x` is the home folder's x whether it sets a config key or is an option of its own
+    (sweep --out made a folder named `~` here)."""
+    home = workspace / "home"
+    monkeypatch.setenv("HOME", str(home))
+    shown = CliRunner().invoke(app, ["config", "show", "--out", "~/runs", "--data-dir", "~/d"])
+    assert shown.exit_code == 0, shown.stderr
+    assert yaml.safe_load(shown.stdout)["out"] == str(home / "runs")
+    plotted = CliRunner().invoke(app, ["plot-schedule", "--out", "~/s.png", "--csv", "~/s.csv"])
+    assert plotted.exit_code == 0, plotted.stderr
+    failing = ["-g", "schedule.lr_max=-1", "--name", "x"]  # a sweep whose run fails at once
+    swept = CliRunner().invoke(app, ["sweep", "-c", "tiny.yaml", "--out", "~/sw", *failing])
+    assert "no run of the sweep finished" in swept.stderr
+    assert {p.name for p in home.iterdir()} == {"s.png", "s.csv", "sw"}
+    assert (home / "sw" / "x" / "sweep.yaml").is_file()
+    assert not (workspace / "~").exists()
+
+
+def moved_run(ws: Path) -> list[str]:
+    """An unfinished run moved into a folder whose name is not UTF-8: resumed."""
+    (ws / f"o{ODD_BYTE}").mkdir()
+    run = unfinished_run(ws, "stopped").rename(ws / f"o{ODD_BYTE}" / "stopped")
+    return ["train", "--resume", str(run)]
+
+
+@pytest.mark.parametrize(
+    ("argv", "where"),
+    [
+        (lambda ws: ["train", "-c", "tiny.yaml", "--out", f"o{ODD_BYTE}"], "--out: out: "),
+        (lambda ws: ["train", "-c", "tiny.yaml", "-c", "odd.yaml"], "odd.yaml: out: "),
+        (lambda ws: ["find-lr", "-c", "tiny.yaml", "--set", f"out=o{ODD_BYTE}"], "--set: out: "),
+        (moved_run, "--resume "),
+    ],
+    ids=["--out", "yaml", "--set", "--resume"],
+)
+def test_a_run_folder_that_is_not_utf8_is_refused_before_any_work(
+    argv: Callable[[Path], list[str]], where: str, workspace: Path
+) -> None:
+    """A run's files name its folder and data.root in UTF-8: a path with a byte that is not
+    UTF-8 is refused before any folder is made or file touched, from whatever source, where
+    the run failed after its training, and every resume again."""
+    files(workspace, **{"odd.yaml": 'out: "o\\uDCFF"\n'})  # YAML's escape of that byte
+    args = argv(workspace)
+    before = {p: p.stat().st_mtime_ns for p in workspace.rglob("*")}
+    result = CliRunner().invoke(app, [*args, "--no-progress"])
+    assert result.exit_code == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {where}") and "not UTF-8 text (the byte \\xff)" in line, line
+    assert {p: p.stat().st_mtime_ns for p in workspace.rglob("*")} == before
+
+
+def test_an_image_name_that_is_not_utf8_trains_and_evaluates(workspace: Path) -> None:
+    """An image file's name is only read (a class name is written, and refused): a Latin-1 one
+    is a name like any other, in the data cache's key too."""
+    data = data_copy(workspace, "latin")
+    image = data / "train" / "boat" / "boat_0000.png"
+    image.rename(image.with_name("b\udce9t.png"))  # Latin-1's é
+    trained = CliRunner().invoke(
+        app, ["train", "-c", "tiny.yaml", "--data-dir", str(data), "--no-progress"]
+    )
+    assert trained.exit_code == 0, trained.stderr
+    (run,) = (workspace / "runs").iterdir()
+    assert (run / "summary.json").is_file() and (run / "report.md").is_file()
+    evaluated = CliRunner().invoke(
+        app, ["evaluate", str(run / "checkpoints" / "best.pt"), "--data-dir", str(data)]
+    )
+    assert evaluated.exit_code == 0, evaluated.stderr
+
+
+def test_evaluate_plots_into_its_run_however_the_checkpoint_is_spelled(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default plot is the run's plots/confusion_<checkpoint>.png for any spelling of a
+    checkpoint in the run's checkpoints/ (`best.pt` typed there has a parent without a name,
+    and its plot went into checkpoints/)."""
+    finished_run(workspace, None)
+    run = workspace / "finished"
+    (workspace / "link").symlink_to(run)
+    checkpoints, plot = run / "checkpoints", run / "plots" / "confusion_best.png"
+    for cwd, spelled in [
+        (checkpoints, "best.pt"),
+        (checkpoints, "./best.pt"),
+        (checkpoints, "../checkpoints/best.pt"),
+        (run / "plots", "../checkpoints/./best.pt"),
+        (workspace, "link/checkpoints/best.pt"),
+        (workspace / "link" / "checkpoints", "best.pt"),
+    ]:
+        monkeypatch.chdir(cwd)
+        result = CliRunner().invoke(app, ["evaluate", spelled])
+        assert result.exit_code == 0, (spelled, result.stderr)
+        assert plot.is_file() and not list(checkpoints.glob("*.png")), spelled
+        assert f"confusion matrix: {plot.resolve()}" in result.stdout.replace("\n", "")
+        plot.unlink()
+
+
+@pytest.mark.parametrize("started", ["supercon", "python"])
+def test_a_hint_printed_in_the_programs_own_folder_runs_as_printed(
+    started: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Started as ./supercon, or as `python -m cifar_supercon`, from the folder that holds it
+    (a venv's bin/) while PATH does not: the printed program is ./supercon or ./python, where
+    a bare name ran what PATH found there (another python, or no supercon at all)."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for name, argv in [("supercon", "-m cifar_supercon"), ("python", "")]:
+        (folder / name).write_text(f'#!/bin/sh\nexec {sys.executable} {argv} "$@"\n')
+        (folder / name).chmod(0o755)
+    path = {"PATH": "/usr/bin:/bin"}  # not this folder, nor the test's own venv
+    monkeypatch.setenv("PATH", path["PATH"])
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(sys, "executable", str(folder / "python"))
+    main = Path(cli.__file__).with_name("__main__.py")
+    monkeypatch.setattr(sys, "argv", ["./supercon" if started == "supercon" else str(main)])
+    printed = cli.program()
+    ran = subprocess.run(
+        ["bash", "-c", f"{printed} --version"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **path},
+    )
+    assert ran.returncode == 0 and ran.stdout.startswith("supercon "), (printed, ran.stderr)
+    assert printed.startswith(f"./{started}"), printed  # this folder's, not one PATH finds
 
 
 LONG = "a" * 300
