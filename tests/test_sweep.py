@@ -11,6 +11,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,11 +29,11 @@ from conftest import (
 from PIL import Image
 from typer.testing import CliRunner, Result
 
-from cifar_supercon import comparison, executors, runs, sweep_results, sweep_spec
+from cifar_supercon import comparison, executors, processes, runs, sweep_results, sweep_spec
 from cifar_supercon import config as config_lib
 from cifar_supercon import sweeps as sweep_lib
 from cifar_supercon.cli import app
-from cifar_supercon.errors import ConfigError, UsageError
+from cifar_supercon.errors import ConfigError, Interrupted, UsageError
 
 GRID = ["--grid", "schedule.lr_max=0.1,0.2", "--grid", "optim.weight_decay=0,0.0005"]
 
@@ -441,6 +442,108 @@ def test_a_hangup_of_a_devices_sweep_is_one_line(image_folder: Path, tmp_path: P
     assert process.returncode == 130, err
     (line,) = err.strip().splitlines()
     assert line.startswith("stopped: sweep interrupted with 2 run(s) unfinished"), line
+
+
+def test_sigterm_stops_the_runs_of_a_devices_sweep_started_with_sigint_ignored(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    """A script's background job ignores SIGINT, and so did its sweep's run processes, which
+    the sweep stopped with SIGINT alone: they trained on to their last epoch. They are sent
+    SIGTERM, which they heed, and stop at once with their checkpoints."""
+    config = write_config(image_folder, tmp_path, epochs=5000)
+    command = ["--config", str(config), "--seeds", "0-1", "--devices", "cpu,cpu", "--name", "s"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cifar_supercon", "sweep", *command, "--out", "sw"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        start_new_session=True,  # to clean up the whole job should it hang
+    )
+    folder = tmp_path / "sw" / "s"
+    try:
+        wait_for(lambda: len(in_progress(folder)) == 2, timeout=180)
+        process.send_signal(signal.SIGTERM)  # the sweep alone, as `kill %1` does
+        _, err = process.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("stopped: sweep interrupted with 2 run(s) unfinished"), line
+    statuses = [r["status"] for r in read_csv(folder / sweep_results.RESULTS_FILE)]
+    assert statuses == ["interrupted", "interrupted"]
+
+
+def _deaf_run(task: tuple[str, str], device: str | None) -> str:
+    """`work` for executors.Devices whose process heeds no stop signal: it marks that it has
+    started (file task[0]) and returns once file task[1] exists, or after a minute."""
+    ready, release = map(Path, task)
+    for sig in processes.STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    ready.touch()
+    deadline = time.monotonic() + 60
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return ready.name
+
+
+def _sigterm_once_started(
+    tasks: list[tuple[str, str]], release: bool
+) -> tuple[threading.Thread, list[float]]:
+    """A thread that sends SIGTERM to this process once every `_deaf_run` of `tasks` has
+    started (the time it did so goes into the list), then, if `release`, lets them finish a
+    second later."""
+    sent: list[float] = []
+
+    def signal_then_release() -> None:
+        wait_for(lambda: all(Path(ready).exists() for ready, _ in tasks), timeout=180)
+        sent.append(time.monotonic())
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+        if release:
+            time.sleep(1)  # the sweep is stopping: its runs finish within its grace period
+            Path(tasks[0][1]).touch()
+
+    helper = threading.Thread(target=signal_then_release)
+    helper.start()
+    return helper, sent
+
+
+def _no_loss(task: object, why: str) -> None:
+    pytest.fail(f"a run process was lost: {why}")
+
+
+def test_runs_that_finish_while_a_devices_sweep_stops_finish_it(tmp_path: Path) -> None:
+    """Stopped, a sweep waits for its runs to save their checkpoints; runs that finished
+    instead leave nothing to continue: the sweep ends as finished, not 'interrupted with 0
+    run(s) unfinished'."""
+    tasks = [(str(tmp_path / f"ready{i}"), str(tmp_path / "release")) for i in range(2)]
+    results: list[str] = []
+    helper, _ = _sigterm_once_started(tasks, release=True)
+    try:
+        executors.Devices(["cpu", "cpu"]).run(_deaf_run, tasks, results.append, _no_loss)
+    finally:
+        helper.join()
+    assert sorted(results) == ["ready0", "ready1"]
+
+
+def test_the_runs_of_a_stopped_devices_sweep_share_one_grace_period(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run processes that do not stop are killed when the grace period ends: one period for
+    all of them, not one each in turn (and the sweep waited on past it for as long as a run
+    went on)."""
+    monkeypatch.setattr(executors, "STOP_GRACE_SECONDS", 5)
+    tasks = [(str(tmp_path / f"ready{i}"), str(tmp_path / "never")) for i in range(2)]
+    helper, sent = _sigterm_once_started(tasks, release=False)
+    with pytest.raises(Interrupted, match=r"with 2 run\(s\) unfinished"):
+        try:
+            executors.Devices(["cpu", "cpu"]).run(_deaf_run, tasks, print, _no_loss)
+        finally:
+            ended = time.monotonic()
+            helper.join()
+    assert 5 <= ended - sent[0] < 8
 
 
 def _command_line(pid: int) -> str:
