@@ -9,6 +9,7 @@ import hashlib
 import itertools
 import json
 import math
+import numbers
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,8 +18,8 @@ from typing import Any
 
 import yaml
 
+from . import arguments, runs
 from . import config as config_lib
-from . import runs
 from .config import Config
 from .errors import ConfigError, SuperconError, UsageError
 
@@ -44,6 +45,8 @@ def parse_grid(text: str, option: str = "--grid") -> tuple[str, list[Any]]:
     config_lib.check_key(key, option)
     check_grid_key(key, option)
     values = [config_lib.parse_set(f"{key}={item}", option).value for item in items]
+    for value, item in zip(values, items, strict=True):
+        check_grid_value(key, value, f"{option} {text!r}", item)
     # Here, while the values are still as typed: 0x10 and 16 are both 16 once read.
     distinct(f"{option} {text!r}", values, items)
     return key, values
@@ -96,6 +99,28 @@ def check_grid_key(key: str, source: str) -> None:
                 "are the same for every run: use --data-dir / --device)"
             ]
         )
+
+
+def check_grid_value(key: str, value: Any, where: str, given: str | None = None) -> None:
+    """A grid value has its key's shape: one number, string, boolean or null, or for a key that
+    takes a list (schedule.milestones) a list of them. Whether the config accepts it is left to
+    its runs (lr_max -1 fails there, with the reason); a value of another shape (a list in a
+    list, a mapping, a list for a key of one value) is refused before the sweep folder exists,
+    as cells are told apart, shown and saved in sweep.yaml by their values. `where` names the
+    option or argument, `given` the value as typed."""
+    if _single(value) or (
+        config_lib.takes_list(key) and isinstance(value, list) and all(map(_single, value))
+    ):
+        return
+    expected = "a number, a string, true/false or null"
+    if config_lib.takes_list(key):
+        expected += ", or a list of them such as [12, 18]"
+    shown = given if given is not None else arguments.shown(value)
+    raise UsageError(f"{where}: {shown} is not a value {key} takes; expected {expected}")
+
+
+def _single(value: Any) -> bool:
+    return value is None or isinstance(value, numbers.Real | str)  # numpy's numbers too
 
 
 MAX_RUN_NAME = 255 - len(".log")  # bytes: a run's folder name, and its logs/<run>.log

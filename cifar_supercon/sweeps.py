@@ -44,6 +44,7 @@ from .sweep_spec import (
     SPEC_FILE,
     Spec,
     check_grid_key,
+    check_grid_value,
     check_run_count,
     distinct,
     make_spec,
@@ -239,6 +240,9 @@ def sweep(
             f"seeds []: expected at least one seed, 0 <= seed <= {config_lib.MAX_SEED}"
         )
     check_run_count(grid, seeds)  # before any value is read or a folder made
+    for key, values in grid.items():
+        for value in values:
+            check_grid_value(key, value, "grid")
     base = api.resolve_config(config, overrides)
     read = {key: [_validated(base, key, v) for v in values] for key, values in grid.items()}
     for key, values in read.items():

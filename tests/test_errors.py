@@ -714,6 +714,17 @@ CASES = {
         2,
         "--grid 'model.width=0x10,16': '0x10' and '16' are the same value; list each once",
     ),
+    "sweep: a grid value its key cannot take": Case(
+        lambda ws, c: [
+            "sweep",
+            *("--config", str(c), "--grid", "schedule.milestones=[{a: 1}],[3]"),
+            *("--out", str(ws / "sw")),
+        ],
+        2,
+        "--grid 'schedule.milestones=[{a: 1}],[3]': [{a: 1}] is not a value schedule.milestones "
+        "takes; expected a number, a string, true/false or null, or a list of them such as "
+        "[12, 18]",
+    ),
     "sweep: an empty grid value": Case(
         lambda ws, c: ["sweep", "--config", str(c), "--grid", "schedule.lr_max=0.1,,0.2"],
         2,

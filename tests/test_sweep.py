@@ -121,6 +121,42 @@ def test_grid_values_are_compared_as_the_config_reads_them(tmp_path: Path) -> No
     assert [p.name for p in tmp_path.iterdir()] == ["c.yaml"]  # refused before any folder
 
 
+ONE_VALUE = "a number, a string, true/false or null"
+
+
+@pytest.mark.parametrize(
+    ("grid", "shown", "expected"),
+    [
+        ("model.width=[[4]],8", "[[4]]", ONE_VALUE),
+        ("train.epochs=3,[2]", "[2]", ONE_VALUE),
+        # [3] is a value: milestones is a list
+        (
+            "schedule.milestones=[{a: 1}],[3]",
+            "[{a: 1}]",
+            f"{ONE_VALUE}, or a list of them such as [12, 18]",
+        ),
+    ],
+)
+def test_a_grid_value_its_key_cannot_take_is_refused_before_the_sweep_folder(
+    image_folder: Path, tmp_path: Path, grid: str, shown: str, expected: str
+) -> None:
+    """A list in a list, or a mapping, is no value of any key: the sweep's cells could not be
+    told apart by it (TypeError: unhashable type: 'list', after the sweep folder was made, and
+    on every rerun)."""
+    config = write_config(image_folder, tmp_path)
+    command = ["sweep", "--config", str(config), "--grid", grid, "--out", str(tmp_path / "sw")]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 2, result.output
+    key = grid.split("=")[0]
+    assert result.stderr == (
+        f"error: --grid {grid!r}: {shown} is not a value {key} takes; expected {expected}\n"
+    )
+    with pytest.raises(UsageError, match=r"^grid: \{'a': 1\} is not a value train.epochs takes"):
+        sweep_lib.sweep(config, grid={"train.epochs": [{"a": 1}]}, out=tmp_path / "sw")
+    assert not (tmp_path / "sw").exists()
+    assert sweep_spec.parse_grid("schedule.milestones=[3],[2, 4]")[1] == [[3], [2, 4]]
+
+
 def test_a_list_key_is_a_grid_key(image_folder: Path, tmp_path: Path) -> None:
     """schedule.milestones=[1],[1.5]: each list is one cell, counted, shown and read again as
     one (a list cannot be a dict key: the statistics failed, and every rerun the same way)."""
