@@ -224,9 +224,17 @@ def lock_linked_to_a_device(ws: Path, _: pytest.MonkeyPatch) -> None:
     lock.symlink_to("/dev/null")
 
 
-def sweep_named_x(ws: Path, _: pytest.MonkeyPatch) -> None:
-    (ws / "sw" / "x").mkdir(parents=True)
-    (ws / "sw" / "x" / "sweep.yaml").write_text("config: {}\ngrid: {}\nseeds: [5]\n")
+def sweep_named_x_with(spec: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    """A sweep folder sw/x (without runs) whose sweep.yaml holds `spec`."""
+
+    def prepare(ws: Path, _: pytest.MonkeyPatch) -> None:
+        (ws / "sw" / "x").mkdir(parents=True)
+        (ws / "sw" / "x" / "sweep.yaml").write_text(spec)
+
+    return prepare
+
+
+sweep_named_x = sweep_named_x_with("config: {}\ngrid: {}\nseeds: [5]\n")
 
 
 def damaged_run(kind: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
@@ -988,6 +996,13 @@ CASES = {
         2,
         "x: no runs/ folder; compare draws each run's metrics.csv, which results.csv alone",
         prepare=sweep_named_x,
+    ),
+    "compare: a damaged sweep.yaml": Case(
+        lambda ws, c: ["compare", str(ws / "sw" / "x"), "--png", str(ws / "c.png")],
+        1,
+        "x/sweep.yaml: not a sweep spec (grid schedule.lr_max: expected a list of values (one or "
+        "more), got 5)",
+        prepare=sweep_named_x_with("config: {}\ngrid: {schedule.lr_max: 5}\nseeds: [0]\n"),
     ),
     "compare: one folder given twice": Case(
         lambda ws, c: ["compare", str(ws / "runs"), str(ws / "runs"), "--png", str(ws / "c.png")],

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import (
     a_dead_pid,
     child_pids,
@@ -368,6 +369,57 @@ def test_a_sweep_folder_in_use_keeps_its_spec(image_folder: Path, tmp_path: Path
     assert again.exit_code == 0 and "1 done already" in again.stdout, again.stderr
     other = sweep(1)
     assert other.exit_code == 2 and "holds another sweep (seeds [0] there, [1] now)" in other.stderr
+
+
+@pytest.mark.parametrize(
+    ("damage", "wrong"),
+    [
+        (
+            {"grid": {"schedule.lr_max": 5}},
+            "grid schedule.lr_max: expected a list of values (one or more), got 5",
+        ),
+        ({"grid": [1, 2]}, "grid: expected a mapping of keys to lists of values, got [1, 2]"),
+        (
+            {"grid": {"schedule.lr_max": [[0.1]]}},
+            "grid: [0.1] is not a value schedule.lr_max takes",
+        ),
+        ({"grid": {"schedule.lr_mx": [0.1]}}, "grid: schedule.lr_mx: unknown key (did you mean"),
+        ({"grid": {"schedule.lr_max": []}}, "grid schedule.lr_max: expected a list of values"),
+        ({"seeds": 5}, "seeds: expected a list of seeds (one or more), got 5"),
+        ({"seeds": "abc"}, "seeds: expected a list of seeds (one or more), got 'abc'"),
+        ({"seeds": [0, True]}, "seeds: True is no seed; expected whole numbers"),
+        ({"seeds": [0, 0]}, "seeds: 0 and 0 are the same value"),
+        ({"config": 5}, "config: expected a mapping of config sections, got 5"),
+        ({"config": {"train": {"epochs": "x"}}}, "config: train.epochs: input should be"),
+        ({"other": 1}, "unknown key 'other'"),
+        ("grid: {}\nseeds: [0]\n", "no config"),
+        ("[1, 2]\n", "expected a mapping of config, grid, seeds, got [1, 2]"),
+        ("seeds: [0\n", "not valid YAML"),
+    ],
+)
+def test_a_damaged_sweep_yaml_is_named_with_what_is_wrong(
+    image_folder: Path, tmp_path: Path, damage: dict | str, wrong: str
+) -> None:
+    """sweep.yaml is the tool's own file: damaged or edited into no spec, it is one line and
+    exit 1, as a damaged run file is, for compare and for the sweep's own command (each shape
+    crashed with its TypeError or AttributeError; `seeds: abc` was read as seeds a, b, c)."""
+    config = write_config(image_folder, tmp_path)
+    grid = ["--grid", "schedule.lr_max=0.1,0.2"]
+    args = ["--config", str(config), *grid, "--name", "x", "--out", str(tmp_path / "sw")]
+    spec = sweep_spec.make_spec(config_lib.load([config]), {"schedule.lr_max": [0.1, 0.2]}, [0])
+    folder = tmp_path / "sw" / "x"
+    with sweep_spec.open_folder(folder, spec):
+        pass  # the sweep folder as its sweep made it
+    spec_file = folder / sweep_spec.SPEC_FILE
+    if isinstance(damage, dict):
+        damage = yaml.safe_dump({**yaml.safe_load(spec_file.read_text()), **damage})
+    spec_file.write_text(damage)
+    for command in (["compare", str(folder), "--png", str(tmp_path / "c.png")], ["sweep", *args]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(f"error: {spec_file}: not a sweep spec ({wrong}")
+        assert result.stderr.count("\n") == 1 and result.stderr.endswith(")\n"), result.stderr
+    assert not (tmp_path / "c.png").exists() and not runs_in(folder)
 
 
 @pytest.mark.parametrize("executor", [[], ["--devices", "cpu"]], ids=["local", "devices"])
