@@ -39,7 +39,7 @@ from conftest import (
 from PIL import Image
 from typer.testing import CliRunner
 
-from cifar_supercon import api, memory, runs
+from cifar_supercon import api, memory, runs, sweeps
 from cifar_supercon import config as config_lib
 from cifar_supercon.cli import app
 
@@ -168,16 +168,28 @@ def one_image_replaced(ws: Path, _: pytest.MonkeyPatch) -> None:
 HELD: list[int] = []  # lock file descriptors held by the test process (closed at exit)
 
 
-def run_in_use(ws: Path, _: pytest.MonkeyPatch) -> None:
-    """An unfinished run that another process (here: this test) is writing."""
-    run = tiny_run(ws, ws / "tiny.yaml")
-    (run / "summary.json").unlink()
-    run.rename(ws / "busy")
-    fd = os.open(ws / "busy" / runs.LOCK_FILE, os.O_RDWR | os.O_CREAT)
+def held_by_4242(run: Path) -> None:
+    """`run` locked by this test, its lock file naming process 4242."""
+    fd = os.open(run / runs.LOCK_FILE, os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     os.ftruncate(fd, 0)
     os.write(fd, b"4242")
     HELD.append(fd)
+
+
+def run_in_use(ws: Path, _: pytest.MonkeyPatch) -> None:
+    """An unfinished run that another process (here: this test) is writing."""
+    run = tiny_run(ws, ws / "tiny.yaml")
+    (run / "summary.json").unlink()
+    held_by_4242(run.rename(ws / "busy"))
+
+
+def sweep_run_in_use(ws: Path, _: pytest.MonkeyPatch) -> None:
+    """Sweep sw/x of the tiny config, its one run unfinished and held by another process."""
+    sweeps.sweep(ws / "tiny.yaml", name="x", out=ws / "sw", log=None)
+    run = ws / "sw" / "x" / "runs" / "seed0"
+    (run / "summary.json").unlink()
+    held_by_4242(run)
 
 
 def not_a_training_run(ws: Path, _: pytest.MonkeyPatch) -> None:
@@ -843,6 +855,13 @@ CASES = {
         lambda ws, c: ["sweep", "--config", str(c), "--out", str(c)],
         1,
         "cannot create the sweep folder here (Not a directory); choose another --out",
+    ),
+    "sweep: a run in use by another process": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--name", "x", "--out", str(ws / "sw")],
+        1,
+        "x/runs/seed0 (process 4242); run the same command again once that process has ended "
+        "to continue them",
+        prepare=sweep_run_in_use,
     ),
     "sweep: no run finished": Case(
         lambda ws, c: [

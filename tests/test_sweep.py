@@ -322,6 +322,53 @@ def test_failed_runs_are_recorded_and_the_sweep_goes_on(image_folder: Path, tmp_
     assert attempts("lr_max=0.1-seed0") == 1  # finished runs are never run again
 
 
+def _files_of(run: Path) -> dict[Path, tuple[bytes, int]]:
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file()}
+
+
+def test_a_run_in_use_by_another_process_is_left_as_it_is(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    """A run that another process holds (a `train --resume` of it, started while its sweep was
+    stopped) has not failed: the sweep wrote failed.txt into it under that process, and every
+    rerun then counted it done and failed. It is left untouched (--retry-failed too), the sweep
+    goes on with its other runs and names it at its end (exit 1); the same command continues
+    it once that process has ended."""
+    config = write_config(image_folder, tmp_path)
+    args = ["sweep", "--config", str(config), "--seeds", "0-2", "--name", "b"]
+    args += ["--out", str(tmp_path / "sw")]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    folder = tmp_path / "sw" / "b"
+    held, held_failed, free = runs_in(folder)
+    for run in (held, held_failed, free):
+        (run / runs.SUMMARY_FILE).unlink()  # stopped after its last checkpoint
+    (held_failed / sweep_spec.FAILED_FILE).write_text("an earlier failure\n")
+    with runs.locked(held), runs.locked(held_failed):  # this test, as another process would
+        before = {run: _files_of(run) for run in (held, held_failed)}
+        result = CliRunner().invoke(app, [*args, "--retry-failed"])
+        assert result.exit_code == 1, result.output
+        assert result.stderr == (
+            f"error: 2 run(s) left as they are, in use by another process: {held} (process "
+            f"{os.getpid()}), {held_failed} (process {os.getpid()}); run the same command "
+            "again once that process has ended to continue them\n"
+        )
+        assert {run: _files_of(run) for run in (held, held_failed)} == before
+        answer = sweep_lib.sweep(
+            config, seeds="0-2", name="b", out=tmp_path / "sw", retry_failed=True, log=None
+        )
+        holder = f"process {os.getpid()}"
+        assert answer.busy == {held.name: holder, held_failed.name: holder}  # the API's answer
+        assert {run: _files_of(run) for run in (held, held_failed)} == before
+    assert f"{held.name}: in use by process {os.getpid()}; left as it is" in result.stdout
+    assert (free / runs.SUMMARY_FILE).is_file()  # the sweep went on with its other runs
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.stderr
+    assert "2 done already" in again.stdout  # the one finished, the one failed before
+    rows = {r["run"]: r["status"] for r in read_csv(folder / sweep_results.RESULTS_FILE)}
+    assert rows == {held.name: "finished", held_failed.name: "failed", free.name: "finished"}
+    assert "resuming" in (folder / sweep_spec.LOGS_DIR / f"{held.name}.log").read_text()
+
+
 def test_a_sweep_folder_never_takes_another_spec(image_folder: Path, tmp_path: Path) -> None:
     config = write_config(image_folder, tmp_path)
     first = sweep_cli("--config", str(config), "--name", "x", "--out", "sw", cwd=tmp_path)
