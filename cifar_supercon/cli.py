@@ -713,6 +713,15 @@ def sweep(
         )
         if result.plots:  # none when no run finished
             _log("plots: " + ", ".join(str(p) for p in result.plots))
+        if result.busy:
+            runs_dir = folder / sweep_spec.RUNS_DIR
+            held = [f"{runs_dir / run} ({holder})" for run, holder in result.busy.items()]
+            more = f" and {len(held) - 3} more" if len(held) > 3 else ""
+            raise SuperconError(
+                f"{len(held)} run(s) left as they are, in use by another process: "
+                f"{', '.join(held[:3])}{more}; run the same command again once that process "
+                "has ended to continue them"
+            )
         unfinished = [r for r in result.rows if r["status"] != "finished"]
         failed = [r for r in result.rows if r["status"] == "failed"]
         if failed and len(unfinished) == len(result.rows):

@@ -714,6 +714,16 @@ def check_key(key: str, source: str) -> None:
             model = annotation
 
 
+def takes_list(key: str) -> bool:
+    """Whether a dotted key that `check_key` accepts names a list of values
+    (schedule.milestones)."""
+    model: type[BaseModel] = Config
+    *sections, leaf = key.split(".")
+    for part in sections:
+        model = model.model_fields[part].annotation
+    return _is_list(model.model_fields[leaf].annotation)
+
+
 def _allowed_keys(loc: Sequence[str | int]) -> list[str]:
     model: type[BaseModel] = Config
     for part in loc[:-1]:

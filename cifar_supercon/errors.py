@@ -75,6 +75,15 @@ class RunFileError(SuperconError):
     """A file of a run or sweep folder (metrics.csv, summary.json) is damaged or foreign."""
 
 
+class FolderInUse(SuperconError):
+    """A run or sweep folder that another live process holds locked; `holder` names that
+    process ('process 4242')."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        self.holder = holder
+        super().__init__(message)
+
+
 class RunConfigError(ConfigError):
     """A run's own config.yaml no longer loads. The tool wrote it, so it was damaged or edited
     since: a runtime failure (exit 1), like any other damaged run file, though it reads as config

@@ -38,7 +38,9 @@ from .errors import Interrupted, UsageError, describe
 Work = Callable[[Any, str | None], Any]
 Done = Callable[[Any], None]
 Lost = Callable[[Any, str], Any]
-STOP_GRACE_SECONDS = 120  # a stopped run saves its checkpoint first: give it time
+# A stopped run saves its checkpoint first: the time its sweep gives all of them together,
+# after which a run process still going is killed (resumed from its last checkpoint).
+STOP_GRACE_SECONDS = 120
 
 
 class Executor(Protocol):
@@ -92,9 +94,11 @@ def _child(
     parent: int,
 ) -> None:
     """A run's process. It starts deaf to SIGINT (spawn's start-up would print a traceback);
-    from here on it hears it, unless the sweep's caller ignores it too. A stop that came
-    while it started is in `stop`, set before the signal was sent. A sweep (`parent`) that
-    died while it started, SIGKILLed, sent nothing: it exits before its run begins."""
+    from here on it hears it, unless the sweep's caller ignores it too. SIGTERM and SIGHUP it
+    hears unless the caller ignored them: it heeds what its sweep heeds (`Devices.run` stops
+    it with one of those). A stop that came while it started is in `stop`, set before the
+    signal was sent. A sweep (`parent`) that died while it started, SIGKILLed, sent nothing:
+    it exits before its run begins."""
     if interruptible:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     # On its sweep's death the run saves its checkpoint and stops (SIGTERM); a sweep started
@@ -102,9 +106,12 @@ def _child(
     heard = processes.heeded((signal.SIGTERM,))
     processes.die_with_parent(signal.SIGTERM if heard else signal.SIGKILL, parent=parent)
     try:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        results.send(work(task, "cpu" if device == "cpu" else "cuda"))
+        # SIGTERM and SIGHUP stop it the way SIGINT does, outside the training loop too.
+        with processes.signals_as_interrupt():
+            if stop.is_set():
+                raise KeyboardInterrupt
+            result = work(task, "cpu" if device == "cpu" else "cuda")
+        results.send(result)
     except (Interrupted, KeyboardInterrupt):
         sys.exit(Interrupted.exit_code)  # the sweep's own process says so, in one line
 
@@ -140,7 +147,13 @@ class Devices:
         running: dict[Any, _Running] = {}  # by the process's sentinel
         stopped = 0  # runs whose process was stopped by a signal of its own
         stop = context.Event()
-        interruptible = signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+        # The run processes heed the stop signals this process heeds (see _child), and are
+        # stopped with one of those: SIGTERM, unless the caller ignored it too. (SIGINT alone
+        # went unheard by the runs of a script's background job, which ignores it.) Where none
+        # is heeded, no signal can stop this sweep or its runs: the fallback is never sent.
+        heard = processes.heeded()
+        interruptible = signal.SIGINT in heard
+        stop_signal = next((s for s in (signal.SIGTERM, *heard) if s in heard), signal.SIGKILL)
         try:
             with processes.signals_as_interrupt():
                 while queue or running:
@@ -173,15 +186,21 @@ class Devices:
             stop.set()  # before the signal: a process still starting cannot hear it yet
             for ended in running.values():
                 if ended.process.is_alive():
-                    os.kill(ended.process.pid, signal.SIGINT)  # the run checkpoints, then stops
+                    os.kill(ended.process.pid, stop_signal)  # the run checkpoints, then stops
+            # One grace period for all: they save their checkpoints at the same time.
+            deadline = time.monotonic() + STOP_GRACE_SECONDS
             for ended in running.values():
-                ended.process.join(STOP_GRACE_SECONDS)
+                ended.process.join(max(0.0, deadline - time.monotonic()))
+                if ended.process.is_alive():
+                    ended.process.kill()  # past the grace period; its last checkpoint stays
                 result = ended.result()  # a run may have finished as the signal came
                 if result is None:
                     stopped += 1
                 else:
                     done(result)
-            raise _stopped(len(queue) + stopped) from None
+            # Runs that all finished as the stop came leave nothing to continue: the sweep is done.
+            if queue or stopped:
+                raise _stopped(len(queue) + stopped) from None
 
 
 @dataclass

@@ -31,6 +31,7 @@ from .errors import (
     CheckpointError,
     ConfigError,
     DataError,
+    FolderInUse,
     RunConfigError,
     RunFileError,
     SuperconError,
@@ -207,9 +208,10 @@ def _take_lock(fd: int, folder: Path, what: str) -> None:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
     except BlockingIOError:  # flock's answer while another process holds it
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
-        raise SuperconError(
-            f"{folder}: {what} is in use by process {holder}; wait for it to end or stop it"
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        holder = f"process {pid}" if pid else "another process"
+        raise FolderInUse(
+            f"{folder}: {what} is in use by {holder}; wait for it to end or stop it", holder
         ) from None
     except OSError as e:
         raise SuperconError(

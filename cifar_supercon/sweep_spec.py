@@ -9,6 +9,7 @@ import hashlib
 import itertools
 import json
 import math
+import numbers
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ import yaml
 
 from . import config as config_lib
 from . import runs
+from .arguments import shown
 from .config import Config
-from .errors import ConfigError, SuperconError, UsageError
+from .errors import ConfigError, RunFileError, SuperconError, UsageError, describe, first_line
 
 SPEC_FILE = "sweep.yaml"
 RUNS_DIR = "runs"
@@ -44,6 +46,8 @@ def parse_grid(text: str, option: str = "--grid") -> tuple[str, list[Any]]:
     config_lib.check_key(key, option)
     check_grid_key(key, option)
     values = [config_lib.parse_set(f"{key}={item}", option).value for item in items]
+    for value, item in zip(values, items, strict=True):
+        check_grid_value(key, value, f"{option} {text!r}", item)
     # Here, while the values are still as typed: 0x10 and 16 are both 16 once read.
     distinct(f"{option} {text!r}", values, items)
     return key, values
@@ -96,6 +100,28 @@ def check_grid_key(key: str, source: str) -> None:
                 "are the same for every run: use --data-dir / --device)"
             ]
         )
+
+
+def check_grid_value(key: str, value: Any, where: str, given: str | None = None) -> None:
+    """A grid value has its key's shape: one number, string, boolean or null, or for a key that
+    takes a list (schedule.milestones) a list of them. Whether the config accepts it is left to
+    its runs (lr_max -1 fails there, with the reason); a value of another shape (a list in a
+    list, a mapping, a list for a key of one value) is refused before the sweep folder exists,
+    as cells are told apart, shown and saved in sweep.yaml by their values. `where` names the
+    option or argument, `given` the value as typed."""
+    if _single(value) or (
+        config_lib.takes_list(key) and isinstance(value, list) and all(map(_single, value))
+    ):
+        return
+    expected = "a number, a string, true/false or null"
+    if config_lib.takes_list(key):
+        expected += ", or a list of them such as [12, 18]"
+    typed = given if given is not None else shown(value)
+    raise UsageError(f"{where}: {typed} is not a value {key} takes; expected {expected}")
+
+
+def _single(value: Any) -> bool:
+    return value is None or isinstance(value, numbers.Real | str)  # numpy's numbers too
 
 
 MAX_RUN_NAME = 255 - len(".log")  # bytes: a run's folder name, and its logs/<run>.log
@@ -273,11 +299,66 @@ def _check_no_other_files(folder: Path) -> None:
 
 
 def read_spec(folder: Path) -> Spec:
+    """The folder's sweep.yaml, checked whole as make_spec would have made it. The tool wrote
+    it: a file that is no spec (damaged, or edited by hand) is a damaged file of a sweep
+    (exit 1), one line saying what is wrong, before anything reads a part of it."""
+    path = folder / SPEC_FILE
     try:
-        data = yaml.safe_load((folder / SPEC_FILE).read_text(encoding="utf-8"))
-        return Spec(data["config"], data["grid"], data["seeds"])
-    except (OSError, yaml.YAMLError, TypeError, KeyError, RecursionError) as e:
-        raise UsageError(f"{folder / SPEC_FILE}: not a sweep spec ({type(e).__name__})") from None
+        return _spec_of(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except OSError as e:
+        wrong = f"cannot be read: {e.strerror or describe(e)}"
+    except UnicodeDecodeError:
+        wrong = "not UTF-8 text"
+    except (yaml.YAMLError, RecursionError):
+        wrong = "not valid YAML"
+    except UsageError as e:  # what a check below refused, as it would refuse a command's value
+        wrong = first_line(e)
+    raise RunFileError(f"{path}: not a sweep spec ({wrong})") from None
+
+
+SPEC_KEYS = ("config", "grid", "seeds")
+
+
+def _spec_of(data: Any) -> Spec:
+    """The spec sweep.yaml holds (`data`, as read), or a UsageError saying what is wrong."""
+    if not isinstance(data, dict):
+        raise UsageError(f"expected a mapping of {', '.join(SPEC_KEYS)}, got {shown(data)}")
+    if missing := [key for key in SPEC_KEYS if key not in data]:
+        raise UsageError(f"no {', '.join(missing)}")
+    if others := [key for key in data if key not in SPEC_KEYS]:
+        raise UsageError(f"unknown key {shown(others[0])}")
+    config, grid, seeds = (data[key] for key in SPEC_KEYS)
+    if not isinstance(config, dict):
+        raise UsageError(f"config: expected a mapping of config sections, got {shown(config)}")
+    config_lib.from_dict(config, "config")  # ConfigError: its first problem is the line
+    if not isinstance(grid, dict):
+        raise UsageError(f"grid: expected a mapping of keys to lists of values, got {shown(grid)}")
+    for key, values in grid.items():
+        if not isinstance(key, str):
+            raise UsageError(f"grid: {shown(key)} is not a dotted key")
+        config_lib.check_key(key, "grid")
+        check_grid_key(key, "grid")
+        if not isinstance(values, list) or not values:
+            raise UsageError(
+                f"grid {key}: expected a list of values (one or more), got {shown(values)}"
+            )
+        for value in values:
+            check_grid_value(key, value, "grid")
+        distinct(f"grid {key}", values, values)
+    if not isinstance(seeds, list) or not seeds:
+        raise UsageError(f"seeds: expected a list of seeds (one or more), got {shown(seeds)}")
+    for seed in seeds:
+        whole = isinstance(seed, int) and not isinstance(seed, bool)
+        if not whole or not 0 <= seed <= config_lib.MAX_SEED:
+            raise UsageError(
+                f"seeds: {shown(seed)} is no seed; expected whole numbers, "
+                f"0 <= seed <= {config_lib.MAX_SEED}"
+            )
+    distinct("seeds", seeds, seeds)
+    check_run_count(grid, seeds)
+    spec = Spec(config, grid, seeds)
+    _check_run_folders(spec)
+    return spec
 
 
 def _differences(saved: Spec, wanted: Spec) -> list[str]:

@@ -27,7 +27,15 @@ from typing import Any
 from . import api, arguments, executors, runs
 from . import config as config_lib
 from .config import Config
-from .errors import ConfigError, Interrupted, SuperconError, UsageError, describe, first_line
+from .errors import (
+    ConfigError,
+    FolderInUse,
+    Interrupted,
+    SuperconError,
+    UsageError,
+    describe,
+    first_line,
+)
 from .sweep_results import (
     CellStats,
     cell_statistics,
@@ -44,6 +52,7 @@ from .sweep_spec import (
     SPEC_FILE,
     Spec,
     check_grid_key,
+    check_grid_value,
     check_run_count,
     distinct,
     make_spec,
@@ -83,25 +92,31 @@ def run_task(task: Task, device: str | None = None) -> dict[str, Any]:
     writes them into its own copy of the folder when the worker's filesystem is another).
 
     A run that fails (diverged, a config cell that does not validate, any error) is recorded in
-    its folder's failed.txt with a one-line reason; only an interruption propagates. What train
-    reports goes to the sweep's logs/<run>.log.
+    its folder's failed.txt with a one-line reason; only an interruption propagates. A run that
+    another process holds (a `train --resume` of it) has not failed: nothing is written into
+    it, and the result names that process as "busy", for the same command to continue the run
+    once it has ended. What train reports goes to the sweep's logs/<run>.log.
     """
     run = Path(task.run_dir)
     place = dict(task.place) | ({"train.device": device} if device else {})
     failed = run / FAILED_FILE
-    if task.retry_failed and failed.is_file():
-        failed.unlink()
-    if not (run / runs.SUMMARY_FILE).is_file() and not failed.is_file():
-        log_path = run.parent.parent / LOGS_DIR / f"{run.name}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "a", encoding="utf-8") as log_file:
+    try:
+        if task.retry_failed and failed.is_file():
+            with runs.locked(run):  # not from under a process that holds the run
+                failed.unlink()
+        if not (run / runs.SUMMARY_FILE).is_file() and not failed.is_file():
+            log_path = run.parent.parent / LOGS_DIR / f"{run.name}.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "a", encoding="utf-8") as log_file:
 
-            def log(message: str) -> None:
-                log_file.write(message + "\n")
-                log_file.flush()
+                def log(message: str) -> None:
+                    log_file.write(message + "\n")
+                    log_file.flush()
 
-            log(f"pid {os.getpid()} on {socket.gethostname()}")
-            _train_or_resume(task, run, place, log)
+                log(f"pid {os.getpid()} on {socket.gethostname()}")
+                _train_or_resume(task, run, place, log)
+    except FolderInUse as e:
+        return {"run": run.name, "files": {}, "busy": e.holder}
     return _result_of(run)
 
 
@@ -133,6 +148,9 @@ def _train_or_resume(task: Task, run: Path, place: dict[str, Any], log: Log) -> 
             _remove_unstarted(run)
             api.train(cfg, run_dir=run, log=log)
     except (Interrupted, KeyboardInterrupt):
+        raise
+    except FolderInUse as e:
+        log(f"left as it is: {first_line(e)}")
         raise
     except SuperconError as e:
         _record_failure(run, first_line(e), log)
@@ -194,6 +212,9 @@ class SweepResult:
     stats: list[CellStats]
     plots: list[Path]
     target: float
+    # Runs that another process held (a `train --resume` of one), left as they were: the run's
+    # name and that process ('process 4242'). The same call continues them once it has ended.
+    busy: dict[str, str]
 
 
 def sweep(
@@ -240,6 +261,9 @@ def sweep(
             f"seeds []: expected at least one seed, 0 <= seed <= {config_lib.MAX_SEED}"
         )
     check_run_count(grid, seeds)  # before any value is read or a folder made
+    for key, values in grid.items():
+        for value in values:
+            check_grid_value(key, value, "grid")
     base = api.resolve_config(config, overrides)
     read = {key: [_validated(base, key, v) for v in values] for key, values in grid.items()}
     for key, values in read.items():
@@ -258,6 +282,7 @@ def sweep(
         # Counted as reported, not from the folders: parallel runs can end before the first of
         # them is reported, and two reports would show the same count.
         reported = itertools.count(len(tasks) - len(todo) + 1)
+        busy: dict[str, str] = {}
 
         def done(result: Mapping[str, Any]) -> None:
             rows = read_rows(folder, spec, target)
@@ -265,7 +290,12 @@ def sweep(
                 _keep_files(folder / RUNS_DIR / result["run"], result["files"])
                 rows = read_rows(folder, spec, target)
                 (row,) = [r for r in rows if r["run"] == result["run"]]
-                log(f"[{next(reported)}/{len(rows)}] {row['run']}: {_outcome(row)}")
+                if "busy" in result:
+                    busy[row["run"]] = result["busy"]
+                    outcome = f"in use by {result['busy']}; left as it is"
+                else:
+                    outcome = _outcome(row)
+                log(f"[{next(reported)}/{len(rows)}] {row['run']}: {outcome}")
             write_results(folder, rows)
             write_summary(folder, spec, cell_statistics(rows, spec.keys, target), target)
 
@@ -277,7 +307,7 @@ def sweep(
         rows = read_rows(folder, spec, target)
         stats = cell_statistics(rows, spec.keys, target)
         written = write_plots(folder, spec, stats)
-    return SweepResult(folder, spec, rows, stats, written, target)
+    return SweepResult(folder, spec, rows, stats, written, target, busy)
 
 
 def _grid(grid: Any) -> dict[str, list[Any]]:

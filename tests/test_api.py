@@ -427,6 +427,12 @@ def test_sweep_takes_one_value_and_a_named_executor(image_folder: Path, tmp_path
             UsageError,
         ),
         (
+            {"grid": {"train.epochs": [3, {"a": 1}]}},
+            "grid: {'a': 1} is not a value train.epochs takes; expected a number, a string, "
+            "true/false or null",
+            UsageError,
+        ),
+        (
             {"executor": "cluster"},
             "executor 'cluster': expected 'local', 'ray', or an executor "
             "such as executors.Local(), executors.Devices(['0', '1']), "

@@ -39,7 +39,7 @@ from conftest import (
 from PIL import Image
 from typer.testing import CliRunner
 
-from cifar_supercon import api, cli, memory, runs
+from cifar_supercon import api, cli, memory, runs, sweeps
 from cifar_supercon import config as config_lib
 from cifar_supercon.cli import app
 from cifar_supercon.text import one_line
@@ -177,16 +177,28 @@ def one_image_replaced(ws: Path, _: pytest.MonkeyPatch) -> None:
 HELD: list[int] = []  # lock file descriptors held by the test process (closed at exit)
 
 
-def run_in_use(ws: Path, _: pytest.MonkeyPatch) -> None:
-    """An unfinished run that another process (here: this test) is writing."""
-    run = tiny_run(ws, ws / "tiny.yaml")
-    (run / "summary.json").unlink()
-    run.rename(ws / "busy")
-    fd = os.open(ws / "busy" / runs.LOCK_FILE, os.O_RDWR | os.O_CREAT)
+def held_by_4242(run: Path) -> None:
+    """`run` locked by this test, its lock file naming process 4242."""
+    fd = os.open(run / runs.LOCK_FILE, os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     os.ftruncate(fd, 0)
     os.write(fd, b"4242")
     HELD.append(fd)
+
+
+def run_in_use(ws: Path, _: pytest.MonkeyPatch) -> None:
+    """An unfinished run that another process (here: this test) is writing."""
+    run = tiny_run(ws, ws / "tiny.yaml")
+    (run / "summary.json").unlink()
+    held_by_4242(run.rename(ws / "busy"))
+
+
+def sweep_run_in_use(ws: Path, _: pytest.MonkeyPatch) -> None:
+    """Sweep sw/x of the tiny config, its one run unfinished and held by another process."""
+    sweeps.sweep(ws / "tiny.yaml", name="x", out=ws / "sw", log=None)
+    run = ws / "sw" / "x" / "runs" / "seed0"
+    (run / "summary.json").unlink()
+    held_by_4242(run)
 
 
 def not_a_training_run(ws: Path, _: pytest.MonkeyPatch) -> None:
@@ -233,9 +245,17 @@ def lock_linked_to_a_device(ws: Path, _: pytest.MonkeyPatch) -> None:
     lock.symlink_to("/dev/null")
 
 
-def sweep_named_x(ws: Path, _: pytest.MonkeyPatch) -> None:
-    (ws / "sw" / "x").mkdir(parents=True)
-    (ws / "sw" / "x" / "sweep.yaml").write_text("config: {}\ngrid: {}\nseeds: [5]\n")
+def sweep_named_x_with(spec: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    """A sweep folder sw/x (without runs) whose sweep.yaml holds `spec`."""
+
+    def prepare(ws: Path, _: pytest.MonkeyPatch) -> None:
+        (ws / "sw" / "x").mkdir(parents=True)
+        (ws / "sw" / "x" / "sweep.yaml").write_text(spec)
+
+    return prepare
+
+
+sweep_named_x = sweep_named_x_with("config: {}\ngrid: {}\nseeds: [5]\n")
 
 
 def damaged_run(kind: str) -> Callable[[Path, pytest.MonkeyPatch], None]:
@@ -730,6 +750,17 @@ CASES = {
         2,
         "--grid 'model.width=0x10,16': '0x10' and '16' are the same value; list each once",
     ),
+    "sweep: a grid value its key cannot take": Case(
+        lambda ws, c: [
+            "sweep",
+            *("--config", str(c), "--grid", "schedule.milestones=[{a: 1}],[3]"),
+            *("--out", str(ws / "sw")),
+        ],
+        2,
+        "--grid 'schedule.milestones=[{a: 1}],[3]': [{a: 1}] is not a value schedule.milestones "
+        "takes; expected a number, a string, true/false or null, or a list of them such as "
+        "[12, 18]",
+    ),
     "sweep: an empty grid value": Case(
         lambda ws, c: ["sweep", "--config", str(c), "--grid", "schedule.lr_max=0.1,,0.2"],
         2,
@@ -840,6 +871,13 @@ CASES = {
         lambda ws, c: ["sweep", "--config", str(c), "--out", str(c)],
         1,
         "cannot create the sweep folder here (Not a directory); choose another --out",
+    ),
+    "sweep: a run in use by another process": Case(
+        lambda ws, c: ["sweep", "--config", str(c), "--name", "x", "--out", str(ws / "sw")],
+        1,
+        "x/runs/seed0 (process 4242); run the same command again once that process has ended "
+        "to continue them",
+        prepare=sweep_run_in_use,
     ),
     "sweep: no run finished": Case(
         lambda ws, c: [
@@ -993,6 +1031,13 @@ CASES = {
         2,
         "x: no runs/ folder; compare draws each run's metrics.csv, which results.csv alone",
         prepare=sweep_named_x,
+    ),
+    "compare: a damaged sweep.yaml": Case(
+        lambda ws, c: ["compare", str(ws / "sw" / "x"), "--png", str(ws / "c.png")],
+        1,
+        "x/sweep.yaml: not a sweep spec (grid schedule.lr_max: expected a list of values (one or "
+        "more), got 5)",
+        prepare=sweep_named_x_with("config: {}\ngrid: {schedule.lr_max: 5}\nseeds: [0]\n"),
     ),
     "compare: one folder given twice": Case(
         lambda ws, c: ["compare", str(ws / "runs"), str(ws / "runs"), "--png", str(ws / "c.png")],

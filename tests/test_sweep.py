@@ -11,11 +11,13 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import (
     a_dead_pid,
     child_pids,
@@ -28,11 +30,11 @@ from conftest import (
 from PIL import Image
 from typer.testing import CliRunner, Result
 
-from cifar_supercon import comparison, executors, runs, sweep_results, sweep_spec
+from cifar_supercon import comparison, executors, processes, runs, sweep_results, sweep_spec
 from cifar_supercon import config as config_lib
 from cifar_supercon import sweeps as sweep_lib
 from cifar_supercon.cli import app
-from cifar_supercon.errors import ConfigError, UsageError
+from cifar_supercon.errors import ConfigError, Interrupted, UsageError
 
 GRID = ["--grid", "schedule.lr_max=0.1,0.2", "--grid", "optim.weight_decay=0,0.0005"]
 
@@ -118,6 +120,42 @@ def test_grid_values_are_compared_as_the_config_reads_them(tmp_path: Path) -> No
             log=print,
         )
     assert [p.name for p in tmp_path.iterdir()] == ["c.yaml"]  # refused before any folder
+
+
+ONE_VALUE = "a number, a string, true/false or null"
+
+
+@pytest.mark.parametrize(
+    ("grid", "shown", "expected"),
+    [
+        ("model.width=[[4]],8", "[[4]]", ONE_VALUE),
+        ("train.epochs=3,[2]", "[2]", ONE_VALUE),
+        # [3] is a value: milestones is a list
+        (
+            "schedule.milestones=[{a: 1}],[3]",
+            "[{a: 1}]",
+            f"{ONE_VALUE}, or a list of them such as [12, 18]",
+        ),
+    ],
+)
+def test_a_grid_value_its_key_cannot_take_is_refused_before_the_sweep_folder(
+    image_folder: Path, tmp_path: Path, grid: str, shown: str, expected: str
+) -> None:
+    """A list in a list, or a mapping, is no value of any key: the sweep's cells could not be
+    told apart by it (TypeError: unhashable type: 'list', after the sweep folder was made, and
+    on every rerun)."""
+    config = write_config(image_folder, tmp_path)
+    command = ["sweep", "--config", str(config), "--grid", grid, "--out", str(tmp_path / "sw")]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 2, result.output
+    key = grid.split("=")[0]
+    assert result.stderr == (
+        f"error: --grid {grid!r}: {shown} is not a value {key} takes; expected {expected}\n"
+    )
+    with pytest.raises(UsageError, match=r"^grid: \{'a': 1\} is not a value train.epochs takes"):
+        sweep_lib.sweep(config, grid={"train.epochs": [{"a": 1}]}, out=tmp_path / "sw")
+    assert not (tmp_path / "sw").exists()
+    assert sweep_spec.parse_grid("schedule.milestones=[3],[2, 4]")[1] == [[3], [2, 4]]
 
 
 def test_a_list_key_is_a_grid_key(image_folder: Path, tmp_path: Path) -> None:
@@ -284,6 +322,53 @@ def test_failed_runs_are_recorded_and_the_sweep_goes_on(image_folder: Path, tmp_
     assert attempts("lr_max=0.1-seed0") == 1  # finished runs are never run again
 
 
+def _files_of(run: Path) -> dict[Path, tuple[bytes, int]]:
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file()}
+
+
+def test_a_run_in_use_by_another_process_is_left_as_it_is(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    """A run that another process holds (a `train --resume` of it, started while its sweep was
+    stopped) has not failed: the sweep wrote failed.txt into it under that process, and every
+    rerun then counted it done and failed. It is left untouched (--retry-failed too), the sweep
+    goes on with its other runs and names it at its end (exit 1); the same command continues
+    it once that process has ended."""
+    config = write_config(image_folder, tmp_path)
+    args = ["sweep", "--config", str(config), "--seeds", "0-2", "--name", "b"]
+    args += ["--out", str(tmp_path / "sw")]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    folder = tmp_path / "sw" / "b"
+    held, held_failed, free = runs_in(folder)
+    for run in (held, held_failed, free):
+        (run / runs.SUMMARY_FILE).unlink()  # stopped after its last checkpoint
+    (held_failed / sweep_spec.FAILED_FILE).write_text("an earlier failure\n")
+    with runs.locked(held), runs.locked(held_failed):  # this test, as another process would
+        before = {run: _files_of(run) for run in (held, held_failed)}
+        result = CliRunner().invoke(app, [*args, "--retry-failed"])
+        assert result.exit_code == 1, result.output
+        assert result.stderr == (
+            f"error: 2 run(s) left as they are, in use by another process: {held} (process "
+            f"{os.getpid()}), {held_failed} (process {os.getpid()}); run the same command "
+            "again once that process has ended to continue them\n"
+        )
+        assert {run: _files_of(run) for run in (held, held_failed)} == before
+        answer = sweep_lib.sweep(
+            config, seeds="0-2", name="b", out=tmp_path / "sw", retry_failed=True, log=None
+        )
+        holder = f"process {os.getpid()}"
+        assert answer.busy == {held.name: holder, held_failed.name: holder}  # the API's answer
+        assert {run: _files_of(run) for run in (held, held_failed)} == before
+    assert f"{held.name}: in use by process {os.getpid()}; left as it is" in result.stdout
+    assert (free / runs.SUMMARY_FILE).is_file()  # the sweep went on with its other runs
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.stderr
+    assert "2 done already" in again.stdout  # the one finished, the one failed before
+    rows = {r["run"]: r["status"] for r in read_csv(folder / sweep_results.RESULTS_FILE)}
+    assert rows == {held.name: "finished", held_failed.name: "failed", free.name: "finished"}
+    assert "resuming" in (folder / sweep_spec.LOGS_DIR / f"{held.name}.log").read_text()
+
+
 def test_a_sweep_folder_never_takes_another_spec(image_folder: Path, tmp_path: Path) -> None:
     config = write_config(image_folder, tmp_path)
     first = sweep_cli("--config", str(config), "--name", "x", "--out", "sw", cwd=tmp_path)
@@ -331,6 +416,57 @@ def test_a_sweep_folder_in_use_keeps_its_spec(image_folder: Path, tmp_path: Path
     assert again.exit_code == 0 and "1 done already" in again.stdout, again.stderr
     other = sweep(1)
     assert other.exit_code == 2 and "holds another sweep (seeds [0] there, [1] now)" in other.stderr
+
+
+@pytest.mark.parametrize(
+    ("damage", "wrong"),
+    [
+        (
+            {"grid": {"schedule.lr_max": 5}},
+            "grid schedule.lr_max: expected a list of values (one or more), got 5",
+        ),
+        ({"grid": [1, 2]}, "grid: expected a mapping of keys to lists of values, got [1, 2]"),
+        (
+            {"grid": {"schedule.lr_max": [[0.1]]}},
+            "grid: [0.1] is not a value schedule.lr_max takes",
+        ),
+        ({"grid": {"schedule.lr_mx": [0.1]}}, "grid: schedule.lr_mx: unknown key (did you mean"),
+        ({"grid": {"schedule.lr_max": []}}, "grid schedule.lr_max: expected a list of values"),
+        ({"seeds": 5}, "seeds: expected a list of seeds (one or more), got 5"),
+        ({"seeds": "abc"}, "seeds: expected a list of seeds (one or more), got 'abc'"),
+        ({"seeds": [0, True]}, "seeds: True is no seed; expected whole numbers"),
+        ({"seeds": [0, 0]}, "seeds: 0 and 0 are the same value"),
+        ({"config": 5}, "config: expected a mapping of config sections, got 5"),
+        ({"config": {"train": {"epochs": "x"}}}, "config: train.epochs: input should be"),
+        ({"other": 1}, "unknown key 'other'"),
+        ("grid: {}\nseeds: [0]\n", "no config"),
+        ("[1, 2]\n", "expected a mapping of config, grid, seeds, got [1, 2]"),
+        ("seeds: [0\n", "not valid YAML"),
+    ],
+)
+def test_a_damaged_sweep_yaml_is_named_with_what_is_wrong(
+    image_folder: Path, tmp_path: Path, damage: dict | str, wrong: str
+) -> None:
+    """sweep.yaml is the tool's own file: damaged or edited into no spec, it is one line and
+    exit 1, as a damaged run file is, for compare and for the sweep's own command (each shape
+    crashed with its TypeError or AttributeError; `seeds: abc` was read as seeds a, b, c)."""
+    config = write_config(image_folder, tmp_path)
+    grid = ["--grid", "schedule.lr_max=0.1,0.2"]
+    args = ["--config", str(config), *grid, "--name", "x", "--out", str(tmp_path / "sw")]
+    spec = sweep_spec.make_spec(config_lib.load([config]), {"schedule.lr_max": [0.1, 0.2]}, [0])
+    folder = tmp_path / "sw" / "x"
+    with sweep_spec.open_folder(folder, spec):
+        pass  # the sweep folder as its sweep made it
+    spec_file = folder / sweep_spec.SPEC_FILE
+    if isinstance(damage, dict):
+        damage = yaml.safe_dump({**yaml.safe_load(spec_file.read_text()), **damage})
+    spec_file.write_text(damage)
+    for command in (["compare", str(folder), "--png", str(tmp_path / "c.png")], ["sweep", *args]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(f"error: {spec_file}: not a sweep spec ({wrong}")
+        assert result.stderr.count("\n") == 1 and result.stderr.endswith(")\n"), result.stderr
+    assert not (tmp_path / "c.png").exists() and not runs_in(folder)
 
 
 @pytest.mark.parametrize("executor", [[], ["--devices", "cpu"]], ids=["local", "devices"])
@@ -441,6 +577,108 @@ def test_a_hangup_of_a_devices_sweep_is_one_line(image_folder: Path, tmp_path: P
     assert process.returncode == 130, err
     (line,) = err.strip().splitlines()
     assert line.startswith("stopped: sweep interrupted with 2 run(s) unfinished"), line
+
+
+def test_sigterm_stops_the_runs_of_a_devices_sweep_started_with_sigint_ignored(
+    image_folder: Path, tmp_path: Path
+) -> None:
+    """A script's background job ignores SIGINT, and so did its sweep's run processes, which
+    the sweep stopped with SIGINT alone: they trained on to their last epoch. They are sent
+    SIGTERM, which they heed, and stop at once with their checkpoints."""
+    config = write_config(image_folder, tmp_path, epochs=5000)
+    command = ["--config", str(config), "--seeds", "0-1", "--devices", "cpu,cpu", "--name", "s"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cifar_supercon", "sweep", *command, "--out", "sw"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        start_new_session=True,  # to clean up the whole job should it hang
+    )
+    folder = tmp_path / "sw" / "s"
+    try:
+        wait_for(lambda: len(in_progress(folder)) == 2, timeout=180)
+        process.send_signal(signal.SIGTERM)  # the sweep alone, as `kill %1` does
+        _, err = process.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("stopped: sweep interrupted with 2 run(s) unfinished"), line
+    statuses = [r["status"] for r in read_csv(folder / sweep_results.RESULTS_FILE)]
+    assert statuses == ["interrupted", "interrupted"]
+
+
+def _deaf_run(task: tuple[str, str], device: str | None) -> str:
+    """`work` for executors.Devices whose process heeds no stop signal: it marks that it has
+    started (file task[0]) and returns once file task[1] exists, or after a minute."""
+    ready, release = map(Path, task)
+    for sig in processes.STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    ready.touch()
+    deadline = time.monotonic() + 60
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return ready.name
+
+
+def _sigterm_once_started(
+    tasks: list[tuple[str, str]], release: bool
+) -> tuple[threading.Thread, list[float]]:
+    """A thread that sends SIGTERM to this process once every `_deaf_run` of `tasks` has
+    started (the time it did so goes into the list), then, if `release`, lets them finish a
+    second later."""
+    sent: list[float] = []
+
+    def signal_then_release() -> None:
+        wait_for(lambda: all(Path(ready).exists() for ready, _ in tasks), timeout=180)
+        sent.append(time.monotonic())
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+        if release:
+            time.sleep(1)  # the sweep is stopping: its runs finish within its grace period
+            Path(tasks[0][1]).touch()
+
+    helper = threading.Thread(target=signal_then_release)
+    helper.start()
+    return helper, sent
+
+
+def _no_loss(task: object, why: str) -> None:
+    pytest.fail(f"a run process was lost: {why}")
+
+
+def test_runs_that_finish_while_a_devices_sweep_stops_finish_it(tmp_path: Path) -> None:
+    """Stopped, a sweep waits for its runs to save their checkpoints; runs that finished
+    instead leave nothing to continue: the sweep ends as finished, not 'interrupted with 0
+    run(s) unfinished'."""
+    tasks = [(str(tmp_path / f"ready{i}"), str(tmp_path / "release")) for i in range(2)]
+    results: list[str] = []
+    helper, _ = _sigterm_once_started(tasks, release=True)
+    try:
+        executors.Devices(["cpu", "cpu"]).run(_deaf_run, tasks, results.append, _no_loss)
+    finally:
+        helper.join()
+    assert sorted(results) == ["ready0", "ready1"]
+
+
+def test_the_runs_of_a_stopped_devices_sweep_share_one_grace_period(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run processes that do not stop are killed when the grace period ends: one period for
+    all of them, not one each in turn (and the sweep waited on past it for as long as a run
+    went on)."""
+    monkeypatch.setattr(executors, "STOP_GRACE_SECONDS", 5)
+    tasks = [(str(tmp_path / f"ready{i}"), str(tmp_path / "never")) for i in range(2)]
+    helper, sent = _sigterm_once_started(tasks, release=False)
+    with pytest.raises(Interrupted, match=r"with 2 run\(s\) unfinished"):
+        try:
+            executors.Devices(["cpu", "cpu"]).run(_deaf_run, tasks, print, _no_loss)
+        finally:
+            ended = time.monotonic()
+            helper.join()
+    assert 5 <= ended - sent[0] < 8
 
 
 def _command_line(pid: int) -> str:
