@@ -301,10 +301,12 @@ class Ray:
             )
             task_of = {remote.remote(task, "cuda" if gpus else "cpu"): task for task in tasks}
             pending = list(task_of)
+            unrecorded: list[Any] = []  # a task that ended, until `done` has its result
             try:
                 with processes.signals_as_interrupt():
                     while pending:
                         finished, pending = ray.wait(pending, num_returns=1)
+                        unrecorded = finished
                         try:
                             result = ray.get(finished[0])
                         except ray.exceptions.RayError as e:  # its worker died every retry
@@ -314,10 +316,13 @@ class Ray:
                                 f"({describe(e)})",
                             )
                         done(result)
+                        unrecorded = []
             except KeyboardInterrupt:
                 for ref in pending:
                     ray.cancel(ref)  # KeyboardInterrupt in the task: the run checkpoints
-                raise _stopped(len(pending)) from None
+                # A stop while the last result was recorded left no task pending, but that
+                # result unrecorded: not "0 run(s) unfinished".
+                raise _stopped(len(pending) + len(unrecorded)) from None
         finally:
             if started:
                 ray.shutdown()

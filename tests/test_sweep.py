@@ -921,3 +921,34 @@ def test_a_gpu_index_maps_through_the_callers_visible_devices() -> None:
     assert executors.visible_gpu("0", "2,3") == "2"
     assert executors.visible_gpu("1", "GPU-aaa, GPU-bbb") == "GPU-bbb"  # UUIDs too
     assert executors.visible_gpu("1", None) == executors.visible_gpu("1", "") == "1"
+
+
+RAY_STOPPED_WHILE_RECORDING = """
+from cifar_supercon import executors
+from cifar_supercon.errors import Interrupted
+
+recorded = []
+
+def done(result):
+    if len(recorded) == 1:
+        raise KeyboardInterrupt  # Ctrl-C as the last result is being recorded
+    recorded.append(result)
+
+try:
+    executors.Ray(num_cpus=1).run(lambda task, device: task, [1, 2], done, lambda t, why: None)
+except Interrupted as e:
+    print(e)
+"""
+
+
+def test_a_ray_sweep_stopped_as_its_last_result_is_recorded_counts_that_run() -> None:
+    """No task is pending then, but the last run's result is not in results.csv: one run is
+    unfinished (the same command records it), not 'interrupted with 0 run(s) unfinished'."""
+    stopped = subprocess.run(
+        [sys.executable, "-c", RAY_STOPPED_WHILE_RECORDING],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert stopped.returncode == 0, stopped.stderr[-2000:]
+    assert stopped.stdout.startswith("sweep interrupted with 1 run(s) unfinished;")
