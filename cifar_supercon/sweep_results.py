@@ -22,7 +22,7 @@ from .sweep_spec import (
     run_name,
     short_key,
 )
-from .text import table_row
+from .text import one_line, table_row
 
 RESULTS_FILE = "results.csv"
 SUMMARY_FILE = "summary.md"
@@ -61,12 +61,25 @@ def read_rows(folder: Path, spec: Spec, target: float) -> list[dict[str, Any]]:
                     train_seconds=summary["train_seconds"],
                 )
             elif (run / FAILED_FILE).is_file():
-                reason = (run / FAILED_FILE).read_text(encoding="utf-8").strip()
-                row.update(status="failed", reason=reason)
+                row.update(status="failed", reason=failure_reason(run / FAILED_FILE))
             else:
                 row["status"] = "interrupted" if (run / runs.CONFIG_FILE).is_file() else "pending"
             rows.append(row)
     return rows
+
+
+MAX_REASON_CHARS = 500  # a reason is one line; the tool writes a few hundred characters at most
+
+
+def failure_reason(path: Path) -> str:
+    """The one-line reason a failed.txt gives. The tool wrote one line of UTF-8; whatever else
+    the file came to hold (bytes of another encoding, megabytes) is read as far as one line's
+    worth and shown escaped, not a crash or a 20 MB 'line' in results.csv and on stderr."""
+    with open(path, "rb") as f:
+        head = f.read(4 * MAX_REASON_CHARS)  # a UTF-8 character is at most 4 bytes
+    lines = head.decode("utf-8", errors="backslashreplace").strip().splitlines()
+    reason = one_line(lines[0]) if lines else "(failed.txt is empty)"
+    return reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS] + "..."
 
 
 @dataclass(frozen=True)

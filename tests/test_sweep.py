@@ -952,3 +952,20 @@ def test_a_ray_sweep_stopped_as_its_last_result_is_recorded_counts_that_run() ->
     )
     assert stopped.returncode == 0, stopped.stderr[-2000:]
     assert stopped.stdout.startswith("sweep interrupted with 1 run(s) unfinished;")
+
+
+def test_a_damaged_failed_txt_gives_one_bounded_line(tmp_path: Path) -> None:
+    """failed.txt holds the tool's one line of UTF-8; bytes of another encoding or megabytes
+    of zeros are read as one line's worth, escaped (a crash, or a 20 MB line on stderr)."""
+    from cifar_supercon.sweep_results import MAX_REASON_CHARS, failure_reason
+
+    path = tmp_path / "failed.txt"
+    for content, reason in [
+        (b"training loss became nan\n", "training loss became nan"),
+        (b"bad\xff byte\nsecond line\n", "bad\\xff byte"),
+        (b"", "(failed.txt is empty)"),
+    ]:
+        path.write_bytes(content)
+        assert failure_reason(path) == reason
+    path.write_bytes(b"\0" * 5_000_000)
+    assert failure_reason(path) == "\\x00" * (MAX_REASON_CHARS // 4) + "..."
