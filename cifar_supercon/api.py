@@ -44,6 +44,16 @@ ConfigSource = (
 )
 Overrides = Sequence[Override | str] | Mapping[str, Any] | str | None
 CIFAR10_TRAIN_IMAGES = 50_000
+# What an evaluation may set apart from its checkpoint's config: where and how the test set is
+# read, not the model it was trained as (a width override was blamed on the checkpoint) or keys
+# of training that evaluation never reads (taken, and silently ignored).
+EVALUATE_MAY_CHANGE = (
+    *runs.RESUME_MAY_CHANGE,
+    "data.source",
+    "data.test_subset",
+    "train.precision",
+    "train.channels_last",
+)
 MAX_DRAWN_STEPS = 2_000_000  # plot-schedule holds every step in memory (~100 MB of CSV text)
 
 
@@ -240,6 +250,12 @@ def evaluate(
     if plot is not None:  # its default place, the run's own plots/, is the run's to fill
         plot = outputs.check_file(plot, "plot")
     overrides = config_lib.as_overrides(overrides)
+    for o in overrides:
+        if o.key not in EVALUATE_MAY_CHANGE:
+            raise UsageError(
+                f"{o.source}: {o.key}: evaluate uses the checkpoint's own config; it may change "
+                f"only where and how the test set is read: {', '.join(EVALUATE_MAY_CHANGE)}"
+            )
     payload = runs.load_checkpoint(path)
     cfg = config_lib.load([], overrides, base=runs.checkpoint_config(payload, path))
     with config_lib.blamed(cfg):

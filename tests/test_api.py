@@ -257,6 +257,14 @@ def test_a_config_file_named_by_a_str_is_one_file(tmp_path: Path) -> None:
         (lambda: api.evaluate("x.pt", tta_flip="yes"), "tta_flip 'yes': expected True or False"),
         (lambda: api.evaluate("x.pt", plot=1), "plot 1: expected a path (a str or pathlib.Path)"),
         (
+            # the model it was trained as, or a key of training evaluation never reads
+            lambda: api.evaluate("x.pt", overrides={"model.width": 16}),
+            "overrides: model.width: evaluate uses the checkpoint's own config; it may change "
+            "only where and how the test set is read: data.root, train.device, "
+            "train.eval_batch_size, train.cpu_threads, data.source, data.test_subset, "
+            "train.precision, train.channels_last",
+        ),
+        (
             lambda: api.plot_schedule(png=["a.png"]),
             "png ['a.png']: expected a path (a str or pathlib.Path)",
         ),
