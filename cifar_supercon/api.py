@@ -291,6 +291,9 @@ def evaluate(
         channels_last=cfg.train.channels_last,
     )
     tta = cfg.train.tta_flip if tta_flip is None else tta_flip
+    # The default plot of an evaluation other than the run's own (--tta on a run without it, or
+    # --no-tta) gets a name of its own: it drew over the plain one.
+    variant = "" if tta == cfg.train.tta_flip else ("_tta" if tta else "_no_tta")
     result = engine.evaluate(model, loader, device, dtype, tta)
     classes = dataset.classes
     matrix = engine.confusion_matrix(result, len(classes))
@@ -302,13 +305,13 @@ def evaluate(
         checkpoints = runs.resolved(path.parent)
         if checkpoints.name == runs.CHECKPOINTS:
             run = checkpoints.parent
-            plot = run / runs.PLOTS / f"confusion_{path.stem}.png"
+            plot = run / runs.PLOTS / f"confusion_{path.stem}{variant}.png"
             if plot == run / runs.CONFUSION_PLOT:
                 # checkpoints/matrix.pt: the training's own confusion_matrix.png stays as it
                 # wrote it
-                plot = run / runs.PLOTS / f"confusion_{path.stem}_checkpoint.png"
+                plot = run / runs.PLOTS / f"confusion_{path.stem}{variant}_checkpoint.png"
         else:
-            plot = path.parent / f"confusion_{path.stem}.png"  # beside it, as spelled
+            plot = path.parent / f"confusion_{path.stem}{variant}.png"  # beside it, as spelled
     plots.save(plots.confusion_figure(matrix, classes), plot)
     return Evaluation(result.accuracy, result.loss, classes, per_class, matrix, plot)
 

@@ -104,7 +104,16 @@ def test_outputs_outside_runs_are_written_and_evaluate_fills_its_own_run(
     # the default place is the run's own plots/, by design: the one new file there
     assert evaluation.plot == finished / "plots" / "confusion_best.png"
     assert set((finished / "plots").iterdir()) - plots_before <= {evaluation.plot}
+    # An evaluation other than the run's own (with TTA, where it trained without) has its own
+    # plot, beside the plain one, not over it.
+    with_tta = api.evaluate(finished / "checkpoints" / "best.pt", tta_flip=True, log=None)
+    assert with_tta.plot == finished / "plots" / "confusion_best_tta.png"
+    assert evaluation.plot.is_file()
+    assert api.evaluate(finished / "checkpoints" / "best.pt", tta_flip=False, log=None).plot == (
+        evaluation.plot  # --no-tta on a run without it: the run's own evaluation
+    )
     evaluation.plot.unlink()
+    with_tta.plot.unlink()
 
 
 def test_train_run_dir_and_out_inside_a_run_are_refused_before_any_work(
