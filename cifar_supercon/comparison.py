@@ -60,6 +60,8 @@ def entries_of(path: Path) -> list[Entry]:
         if not runs.read_metrics(path):
             raise UsageError(f"{path}: no finished epoch yet")
         return [_entry([path], path.name)]
+    if not path.exists():
+        raise UsageError(f"{path}: does not exist; give a run folder or a sweep folder")
     raise UsageError(f"{path}: neither a run folder (metrics.csv) nor a sweep folder (sweep.yaml)")
 
 

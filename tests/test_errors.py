@@ -1026,6 +1026,11 @@ CASES = {
         2,
         "neither a run folder (metrics.csv) nor a sweep folder (sweep.yaml)",
     ),
+    "compare: a folder that does not exist": Case(
+        lambda ws, c: ["compare", str(ws / "nowhere"), "--png", str(ws / "c.png")],
+        2,
+        "nowhere: does not exist; give a run folder or a sweep folder",
+    ),
     "compare: a sweep folder without its runs": Case(
         lambda ws, c: ["compare", str(ws / "sw" / "x"), "--png", str(ws / "c.png")],
         2,
