@@ -194,15 +194,19 @@ def find_in_setup(setup: Setup, progress: bool = False, log: Log = lambda _: Non
     method = cfg.suggest if choices[cfg.suggest] is not None else fallback
     if choices[method] is None:
         longest = max(len(c.lrs) for c in curves)
+        # No curve gave a reading (one that did would have been chosen): with several weight
+        # decays, say that it held for every one of them.
+        test = f"LR range test (each of weight decays {', '.join(f'{d:g}' for d in decays)})"
+        test = test if len(decays) > 1 else "LR range test"
         if all(c.diverged for c in curves):
             raise SuperconError(
-                f"LR range test: the loss diverged after {longest} steps without falling first "
+                f"{test}: the loss diverged after {longest} steps without falling first "
                 f"(from finder.start_lr = {cfg.start_lr:g}, stopping at finder.diverge = "
                 f"{cfg.diverge:g} x the best loss); lower finder.start_lr, or raise "
                 "finder.diverge if the loss only wobbled"
             )
         raise SuperconError(
-            f"LR range test: the loss never fell clearly (by more than "
+            f"{test}: the loss never fell clearly (by more than "
             f"{suggest_lib.NOISE_MULTIPLE:g} x its step-to-step noise) in {longest} steps from "
             f"finder.start_lr = {cfg.start_lr:g} to finder.end_lr = {cfg.end_lr:g}; raise "
             "finder.end_lr or finder.num_iters"

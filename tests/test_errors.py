@@ -1123,6 +1123,15 @@ CASES = {
         "10 steps from finder.start_lr = 0.0001 to finder.end_lr = 10; raise finder.end_lr or "
         "finder.num_iters",
     ),
+    "finder: no weight decay's loss fell more than its noise": Case(
+        lambda ws, c: [
+            *["find-lr", "--config", str(c), "--no-progress", "--weight-decay", "0,1e-2"],
+            *["--set", "finder.num_iters=10", "--set", "finder.end_lr=10"],
+        ],
+        1,
+        "LR range test (each of weight decays 0, 0.01): the loss never fell clearly (by more "
+        "than 3 x its step-to-step noise) in 10 steps",
+    ),
     "runs: training loss not finite": Case(
         lambda ws, c: train(ws, c, "--lr-min", "1e12", "--lr-max", "1e13"),
         1,
