@@ -21,8 +21,10 @@ import contextlib
 import importlib.util
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -282,8 +284,16 @@ class Ray:
         import ray  # optional: __init__ checked that it is installed
 
         started = not ray.is_initialized()
+        session_files = None
         if started:
-            local = {} if self.address else {"num_cpus": self.num_cpus}
+            local: dict[str, Any] = {}
+            if not self.address:
+                # A local Ray of our own keeps its logs and sockets in a folder that goes with
+                # it (Ray's default, /tmp/ray/session_*, stays after every sweep). In /tmp, as
+                # Ray's: a socket's path must stay under 108 bytes, which a long TMPDIR is not.
+                short = "/tmp" if os.path.isdir("/tmp") else None
+                session_files = tempfile.mkdtemp(prefix="supercon-ray-", dir=short)
+                local = {"num_cpus": self.num_cpus, "_temp_dir": session_files}
             ray.init(
                 address=self.address,
                 include_dashboard=False,
@@ -326,3 +336,5 @@ class Ray:
         finally:
             if started:
                 ray.shutdown()
+            if session_files:
+                shutil.rmtree(session_files, ignore_errors=True)

@@ -941,17 +941,27 @@ except Interrupted as e:
 """
 
 
-def test_a_ray_sweep_stopped_as_its_last_result_is_recorded_counts_that_run() -> None:
+def test_a_ray_sweep_stopped_as_its_last_result_is_recorded_counts_that_run(
+    tmp_path: Path,
+) -> None:
     """No task is pending then, but the last run's result is not in results.csv: one run is
-    unfinished (the same command records it), not 'interrupted with 0 run(s) unfinished'."""
+    unfinished (the same command records it), not 'interrupted with 0 run(s) unfinished'. The
+    local Ray it started leaves no session folder behind (Ray's default: /tmp/ray/session_*)."""
+
+    def left() -> set[Path]:
+        return {*Path("/tmp/ray").glob("session_*"), *Path("/tmp").glob("supercon-ray-*")}
+
+    before = left()
     stopped = subprocess.run(
         [sys.executable, "-c", RAY_STOPPED_WHILE_RECORDING],
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # a long one: Ray's sockets stay in /tmp
     )
     assert stopped.returncode == 0, stopped.stderr[-2000:]
     assert stopped.stdout.startswith("sweep interrupted with 1 run(s) unfinished;")
+    assert left() == before and not (tmp_path / "ray").exists()
 
 
 def test_a_damaged_failed_txt_gives_one_bounded_line(tmp_path: Path) -> None:
