@@ -42,6 +42,8 @@ from typer.testing import CliRunner
 from cifar_supercon import api, cli, memory, runs, sweeps
 from cifar_supercon import config as config_lib
 from cifar_supercon.cli import app
+from cifar_supercon.comparison import compare
+from cifar_supercon.errors import UsageError
 from cifar_supercon.text import one_line
 
 
@@ -199,6 +201,11 @@ def sweep_run_in_use(ws: Path, _: pytest.MonkeyPatch) -> None:
     run = ws / "sw" / "x" / "runs" / "seed0"
     (run / "summary.json").unlink()
     held_by_4242(run)
+
+
+def finished_sweep(ws: Path, _: pytest.MonkeyPatch) -> None:
+    """Sweep sw/x of the tiny config, its one run finished."""
+    sweeps.sweep(ws / "tiny.yaml", name="x", out=ws / "sw", log=None)
 
 
 def not_a_training_run(ws: Path, _: pytest.MonkeyPatch) -> None:
@@ -608,6 +615,12 @@ CASES = {
         2,
         "--csv finished/metrics.csv: inside the run ",
         prepare=finished_run,
+    ),
+    "usage: an output file inside a sweep or find-lr folder": Case(
+        lambda ws, c: ["plot-schedule", "--csv", "sw/x/sweep.yaml"],
+        2,
+        "--csv sw/x/sweep.yaml: inside the sweep folder ",
+        prepare=finished_sweep,
     ),
     "runs: a run file replaced by a folder": Case(
         lambda ws, c: ["train", "--resume", str(ws / "stopped")],
@@ -1772,6 +1785,44 @@ def test_output_options_never_write_into_a_run(workspace: Path) -> None:
     result = CliRunner().invoke(app, ["evaluate", best])
     assert result.exit_code == 0, result.stderr
     assert (run / "plots" / "confusion_best.png").is_file()
+
+
+def test_output_options_never_write_into_a_sweep_or_find_lr_folder(workspace: Path) -> None:
+    """A sweep folder (its sweep.yaml) and a find-lr folder (its lr_finder.csv) are refused as
+    a run is, by the CLI's output options and the API's arguments, and left as they were; a
+    sweep.yaml or lr_finder.csv of a project's own does not make its folder one."""
+    sweeps.sweep(workspace / "tiny.yaml", name="x", out=workspace / "sw", log=None)
+    sweep = workspace / "sw" / "x"
+    found = CliRunner().invoke(app, ["find-lr", "-c", "tiny.yaml", "--no-progress"])
+    assert found.exit_code == 0, found.stderr
+    (finder,) = (workspace / "runs").iterdir()
+    before = {p: p.read_bytes() for f in (sweep, finder) for p in f.rglob("*") if p.is_file()}
+    for place, noun, writer in [
+        (sweep, "sweep folder", "the sweep"),
+        (finder, "find-lr folder", "the range test"),
+    ]:
+        for option, argv in [
+            ("--out", ["plot-schedule", "--out", str(place / "plots" / "x.png")]),
+            ("--csv", ["plot-schedule", "--csv", str(place / "sweep.yaml")]),
+            ("--png", ["compare", str(sweep), "--png", str(place / "lr_finder.png")]),
+        ]:
+            result = CliRunner().invoke(app, argv)
+            assert result.exit_code == 2, result.stderr
+            where = argv[argv.index(option) + 1]
+            assert result.stderr == (
+                f"error: {option} {where}: inside the {noun} {place.resolve()}, which holds "
+                f"only what {writer} wrote; choose a place outside it\n"
+            )
+        with pytest.raises(UsageError, match=f"^png {place}/c.png: inside the {noun} "):
+            compare([sweep], png=place / "c.png")
+    assert {p: p.read_bytes() for f in (sweep, finder) for p in f.rglob("*") if p.is_file()} == (
+        before
+    )
+    project = workspace / "proj"
+    (project / "runs").mkdir(parents=True)
+    files(project, **{"sweep.yaml": "name: mine\n", "lr_finder.csv": "lr,rate\n1,2\n"})
+    result = CliRunner().invoke(app, ["plot-schedule", "--out", str(project / "s.png")])
+    assert result.exit_code == 0, result.stderr
 
 
 def test_a_folder_with_a_config_and_metrics_of_its_own_is_no_run(
