@@ -208,6 +208,33 @@ def finished_sweep(ws: Path, _: pytest.MonkeyPatch) -> None:
     sweeps.sweep(ws / "tiny.yaml", name="x", out=ws / "sw", log=None)
 
 
+SWEEP_S1 = ["sweep", "-c", "tiny.yaml", "-g", "schedule.lr_max=0.2,0.4", "--name", "s1"]
+
+
+PENDING = "sw/s1/runs/lr_max=0.4-seed0"  # the run damaged_sweep removes
+
+
+def damaged_sweep(
+    entry: str, make: Callable[[Path], None]
+) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    """Sweep sw/s1 (SWEEP_S1, two runs) with one run (PENDING) pending again, and its `entry`
+    replaced by what `make` makes (a folder there is removed first)."""
+
+    def prepare(ws: Path, _: pytest.MonkeyPatch) -> None:
+        grid = ["schedule.lr_max=0.2,0.4"]
+        sweeps.sweep(ws / "tiny.yaml", grid=grid, name="s1", out=ws / "sw", log=None)
+        folder = ws / "sw" / "s1"
+        shutil.rmtree(ws / PENDING)
+        path = folder / entry
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        make(path)
+
+    return prepare
+
+
 def not_a_training_run(ws: Path, _: pytest.MonkeyPatch) -> None:
     """A folder with a config.yaml that no training run wrote (a find-lr folder has one)."""
     (ws / "notarun").mkdir()
@@ -884,6 +911,12 @@ CASES = {
         lambda ws, c: ["sweep", "--config", str(c), "--out", str(c)],
         1,
         "cannot create the sweep folder here (Not a directory); choose another --out",
+    ),
+    "sweep: a folder of the sweep replaced by a file": Case(
+        lambda ws, c: [*SWEEP_S1, "--out", "sw"],
+        1,
+        "sw/s1/plots: not a folder; the sweep's plots/ belongs here",
+        prepare=damaged_sweep("plots", Path.touch),
     ),
     "sweep: a run in use by another process": Case(
         lambda ws, c: ["sweep", "--config", str(c), "--name", "x", "--out", str(ws / "sw")],
@@ -1823,6 +1856,32 @@ def test_output_options_never_write_into_a_sweep_or_find_lr_folder(workspace: Pa
     files(project, **{"sweep.yaml": "name: mine\n", "lr_finder.csv": "lr,rate\n1,2\n"})
     result = CliRunner().invoke(app, ["plot-schedule", "--out", str(project / "s.png")])
     assert result.exit_code == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("entry", "make", "wrong"),
+    [
+        ("plots", Path.touch, "not a folder; the sweep's plots/ belongs here"),
+        ("logs", Path.touch, "not a folder; the sweep's logs/ belongs here"),
+        ("results.csv", Path.mkdir, "not a file; the sweep's results.csv belongs here"),
+        ("summary.md", Path.mkdir, "not a file; the sweep's summary.md belongs here"),
+        ("runs/lr_max=0.2-seed0/failed.txt", Path.mkdir, "not a file; the run's failed.txt "),
+    ],
+    ids=["plots", "logs", "results.csv", "summary.md", "failed.txt"],
+)
+def test_a_damaged_entry_of_a_sweep_is_refused_before_any_run_trains(
+    entry: str, make: Callable[[Path], None], wrong: str, workspace: Path
+) -> None:
+    """Each folder and file a sweep writes is checked when it starts, under its lock: one line
+    naming it, exit 1 (a damaged file of the tool's own), and the pending run not trained.
+    They were found as they were written, after every pending run had trained, with exit 2 and
+    usage wording, or 'File exists'."""
+    damaged_sweep(entry, make)(workspace, None)
+    result = CliRunner().invoke(app, [*SWEEP_S1, "--out", "sw"])
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.startswith(f"error: sw/s1/{entry}: {wrong}"), result.stderr
+    assert result.stderr.count("\n") == 1
+    assert not (workspace / PENDING).exists()
 
 
 def test_a_folder_with_a_config_and_metrics_of_its_own_is_no_run(
