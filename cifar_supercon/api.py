@@ -7,7 +7,8 @@ Each function takes a config (a Config, a YAML path, a mapping of sections as a 
 them, a list of these merged left to right, or None for the defaults) and overrides (a mapping
 of dotted keys, 'KEY=VALUE' texts as --set takes them, or `Override`s), and reports through
 `log` (None: nowhere). An argument of the wrong kind is a UsageError naming it; a path that an
-output argument names is checked before any work, and never one inside a training run.
+output argument names is checked before any work, and never one inside a folder this tool made
+(a run, a sweep, a find-lr folder).
 """
 
 from __future__ import annotations
@@ -242,7 +243,7 @@ def evaluate(
     The data, model and precision come from the checkpoint's own config; overrides may point at
     another data folder or device. The PNG goes to `plot`, by default
     `<run>/plots/confusion_<checkpoint name>.png` (beside the checkpoint outside a run); a
-    `plot` given is checked before any work, and refused inside a training run.
+    `plot` given is checked before any work, and refused inside a folder this tool made.
     """
     path = arguments.path(checkpoint, "checkpoint")
     tta_flip = arguments.optional_flag(tta_flip, "tta_flip")
@@ -360,7 +361,7 @@ def plot_schedule(
     """The schedule's LR and momentum per step as a figure; optionally saved as PNG and CSV.
 
     CSV columns: step (0-based), epoch (1-based, the epoch the step belongs to), lr, momentum.
-    `png` and `csv_path` are checked before any work, and refused inside a training run.
+    `png` and `csv_path` are checked before any work, and refused inside a folder this tool made.
     """
     if png is not None:
         png = outputs.check_file(png, "png")

@@ -103,8 +103,8 @@ def table(entries: Sequence[Entry]) -> tuple[list[str], list[list[str]]]:
 
 def compare(paths: str | Path | Sequence[str | Path], png: str | Path | None = None) -> Comparison:
     """Overlay the test accuracy and lr per epoch of runs and sweep cells; optionally a PNG,
-    checked before any work (and refused inside a training run). `paths`: one run or sweep
-    folder, or a list of them."""
+    checked before any work (and refused inside a folder this tool made). `paths`: one run or
+    sweep folder, or a list of them."""
     if png is not None:
         png = outputs.check_file(png, "png")
     folders = _folders(paths)

@@ -31,6 +31,8 @@ from .schedule import LrMomentum, set_lr_momentum
 from .suggest import Reading, Suggestion
 
 METHODS = suggest_lib.METHODS
+FINDER_CSV = "lr_finder.csv"
+FINDER_COLUMNS = ("lr", "loss", "smoothed_loss")  # then weight_decay, where several are tested
 
 
 Log = Callable[[str], None]
@@ -223,6 +225,12 @@ def find_in_setup(setup: Setup, progress: bool = False, log: Log = lambda _: Non
     return FinderReport(curves, suggestions, choices, method)
 
 
+def is_finder_folder(folder: Path) -> bool:
+    """Whether `folder` holds a range test's results (a find-lr folder, or a `--lr-max auto`
+    run's lr_finder/): its lr_finder.csv begins with this tool's columns."""
+    return runs.csv_header(folder / FINDER_CSV)[: len(FINDER_COLUMNS)] == list(FINDER_COLUMNS)
+
+
 def write_outputs(report: FinderReport, cfg: Config, folder: Path, tested: Path) -> dict[str, Path]:
     """lr_finder.csv, lr_finder.png and suggested.yaml (a fragment `train --config` accepts on
     top of `tested`, the config file the range test ran with)."""
@@ -230,13 +238,13 @@ def write_outputs(report: FinderReport, cfg: Config, folder: Path, tested: Path)
     sweeping = cfg.finder.weight_decays is not None
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["lr", "loss", "smoothed_loss"] + (["weight_decay"] if sweeping else []))
+    writer.writerow([*FINDER_COLUMNS] + (["weight_decay"] if sweeping else []))
     for curve in report.curves:
         for row in zip(curve.lrs, curve.losses, curve.smoothed, strict=True):
             writer.writerow(
                 [f"{v:.6g}" for v in row] + ([f"{curve.weight_decay:g}"] if sweeping else [])
             )
-    paths = {"csv": folder / "lr_finder.csv", "png": folder / "lr_finder.png"}
+    paths = {"csv": folder / FINDER_CSV, "png": folder / "lr_finder.png"}
     runs.write_text(paths["csv"], buffer.getvalue())
     index, choice = report.chosen
     figure = plots.finder_figure(

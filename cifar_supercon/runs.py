@@ -357,15 +357,18 @@ def is_run(folder: Path) -> bool:
     config.yaml; a sweep removes it). Every later write replaces the file whole, header first,
     and nothing removes it. A config.yaml, a checkpoints/ folder or a .lock is no sign of a run:
     projects have them too, and a sweep's folder has a .lock."""
-    metrics = folder / METRICS_FILE
-    if not metrics.is_file():  # a pipe of that name would block the read
-        return False
+    return all(column in csv_header(folder / METRICS_FILE) for column in METRIC_COLUMNS)
+
+
+def csv_header(path: Path) -> list[str]:
+    """The columns of the CSV file at `path`, or none where it is no readable CSV file."""
+    if not path.is_file():  # a pipe of that name would block the read
+        return []
     try:
-        with open(metrics, encoding="utf-8", newline="") as f:
-            header = next(csv.reader([f.readline(_HEADER_BYTES)]), [])
+        with open(path, encoding="utf-8", newline="") as f:
+            return next(csv.reader([f.readline(_HEADER_BYTES)]), [])
     except (OSError, UnicodeDecodeError, csv.Error):  # unreadable: not this tool's file
-        return False
-    return all(column in header for column in METRIC_COLUMNS)
+        return []
 
 
 def started(run: Path) -> bool:

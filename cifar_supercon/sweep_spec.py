@@ -298,6 +298,23 @@ def _check_no_other_files(folder: Path) -> None:
         raise UsageError(f"{folder}: exists and is not a sweep folder (no {SPEC_FILE})")
 
 
+_SPEC_BYTES = 1 << 20  # a spec holds a config and a grid; a larger file is no spec of this tool
+
+
+def is_sweep(folder: Path) -> bool:
+    """Whether `folder` is a sweep folder of this tool: a runs/ folder beside a sweep.yaml that
+    is a mapping of config, grid and seeds. A sweep.yaml alone is no sign: projects have them."""
+    path = folder / SPEC_FILE
+    if not (folder / RUNS_DIR).is_dir() or not path.is_file():  # a pipe would block the read
+        return False
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f.read(_SPEC_BYTES))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        return False
+    return isinstance(data, dict) and all(key in data for key in SPEC_KEYS)
+
+
 def read_spec(folder: Path) -> Spec:
     """The folder's sweep.yaml, checked whole as make_spec would have made it. The tool wrote
     it: a file that is no spec (damaged, or edited by hand) is a damaged file of a sweep

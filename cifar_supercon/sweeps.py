@@ -31,12 +31,16 @@ from .errors import (
     ConfigError,
     FolderInUse,
     Interrupted,
+    RunFileError,
     SuperconError,
     UsageError,
     describe,
     first_line,
 )
 from .sweep_results import (
+    PLOTS_DIR,
+    RESULTS_FILE,
+    SUMMARY_FILE,
     CellStats,
     cell_statistics,
     read_rows,
@@ -200,6 +204,20 @@ def tasks_of(folder: Path, spec: Spec, place: Mapping[str, Any], retry_failed: b
     ]
 
 
+def check_entries(folder: Path, tasks: Sequence[Task]) -> None:
+    """Every folder and file the sweep writes is still one where it exists (checked under the
+    sweep's lock, before any run trains): found as it is written, a damaged entry cost the
+    pending runs' training first, and its error named no part of the sweep."""
+    for name in (RUNS_DIR, LOGS_DIR, PLOTS_DIR):
+        if (folder / name).exists() and not (folder / name).is_dir():
+            raise RunFileError(f"{folder / name}: not a folder; the sweep's {name}/ belongs here")
+    files = [(folder / name, f"the sweep's {name}") for name in (RESULTS_FILE, SUMMARY_FILE)]
+    files += [(Path(t.run_dir) / FAILED_FILE, f"the run's {FAILED_FILE}") for t in tasks]
+    for path, what in files:
+        if path.exists() and not path.is_file():
+            raise RunFileError(f"{path}: not a file; {what} belongs here")
+
+
 # --------------------------------------------------------------------------------------------
 # The API: `sweep(...)` mirrors `supercon sweep`.
 
@@ -273,6 +291,7 @@ def sweep(
     folder = out / (name or f"{base.name}-{spec.digest()}")
     with open_folder(folder, spec):
         tasks = tasks_of(folder, spec, place, retry_failed)
+        check_entries(folder, tasks)
         todo = [t for t in tasks if _needs_work(Path(t.run_dir), retry_failed)]
         log(
             f"sweep {folder}: {len(spec.cells())} cell(s) x {len(spec.seeds)} seed(s) = "

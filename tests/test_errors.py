@@ -42,6 +42,8 @@ from typer.testing import CliRunner
 from cifar_supercon import api, cli, memory, runs, sweeps
 from cifar_supercon import config as config_lib
 from cifar_supercon.cli import app
+from cifar_supercon.comparison import compare
+from cifar_supercon.errors import UsageError
 from cifar_supercon.text import one_line
 
 
@@ -199,6 +201,38 @@ def sweep_run_in_use(ws: Path, _: pytest.MonkeyPatch) -> None:
     run = ws / "sw" / "x" / "runs" / "seed0"
     (run / "summary.json").unlink()
     held_by_4242(run)
+
+
+def finished_sweep(ws: Path, _: pytest.MonkeyPatch) -> None:
+    """Sweep sw/x of the tiny config, its one run finished."""
+    sweeps.sweep(ws / "tiny.yaml", name="x", out=ws / "sw", log=None)
+
+
+SWEEP_S1 = ["sweep", "-c", "tiny.yaml", "-g", "schedule.lr_max=0.2,0.4", "--name", "s1"]
+
+
+PENDING = "sw/s1/runs/lr_max=0.4-seed0"  # the run damaged_sweep removes
+
+
+def damaged_sweep(
+    entry: str, make: Callable[[Path], None]
+) -> Callable[[Path, pytest.MonkeyPatch], None]:
+    """Sweep sw/s1 (SWEEP_S1, two runs) with one run (PENDING) pending again, and its `entry`
+    replaced by what `make` makes (a folder there is removed first)."""
+
+    def prepare(ws: Path, _: pytest.MonkeyPatch) -> None:
+        grid = ["schedule.lr_max=0.2,0.4"]
+        sweeps.sweep(ws / "tiny.yaml", grid=grid, name="s1", out=ws / "sw", log=None)
+        folder = ws / "sw" / "s1"
+        shutil.rmtree(ws / PENDING)
+        path = folder / entry
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        make(path)
+
+    return prepare
 
 
 def not_a_training_run(ws: Path, _: pytest.MonkeyPatch) -> None:
@@ -609,6 +643,12 @@ CASES = {
         "--csv finished/metrics.csv: inside the run ",
         prepare=finished_run,
     ),
+    "usage: an output file inside a sweep or find-lr folder": Case(
+        lambda ws, c: ["plot-schedule", "--csv", "sw/x/sweep.yaml"],
+        2,
+        "--csv sw/x/sweep.yaml: inside the sweep folder ",
+        prepare=finished_sweep,
+    ),
     "runs: a run file replaced by a folder": Case(
         lambda ws, c: ["train", "--resume", str(ws / "stopped")],
         1,
@@ -871,6 +911,12 @@ CASES = {
         lambda ws, c: ["sweep", "--config", str(c), "--out", str(c)],
         1,
         "cannot create the sweep folder here (Not a directory); choose another --out",
+    ),
+    "sweep: a folder of the sweep replaced by a file": Case(
+        lambda ws, c: [*SWEEP_S1, "--out", "sw"],
+        1,
+        "sw/s1/plots: not a folder; the sweep's plots/ belongs here",
+        prepare=damaged_sweep("plots", Path.touch),
     ),
     "sweep: a run in use by another process": Case(
         lambda ws, c: ["sweep", "--config", str(c), "--name", "x", "--out", str(ws / "sw")],
@@ -1786,6 +1832,70 @@ def test_output_options_never_write_into_a_run(workspace: Path) -> None:
     result = CliRunner().invoke(app, ["evaluate", best])
     assert result.exit_code == 0, result.stderr
     assert (run / "plots" / "confusion_best.png").is_file()
+
+
+def test_output_options_never_write_into_a_sweep_or_find_lr_folder(workspace: Path) -> None:
+    """A sweep folder (its sweep.yaml) and a find-lr folder (its lr_finder.csv) are refused as
+    a run is, by the CLI's output options and the API's arguments, and left as they were; a
+    sweep.yaml or lr_finder.csv of a project's own does not make its folder one."""
+    sweeps.sweep(workspace / "tiny.yaml", name="x", out=workspace / "sw", log=None)
+    sweep = workspace / "sw" / "x"
+    found = CliRunner().invoke(app, ["find-lr", "-c", "tiny.yaml", "--no-progress"])
+    assert found.exit_code == 0, found.stderr
+    (finder,) = (workspace / "runs").iterdir()
+    before = {p: p.read_bytes() for f in (sweep, finder) for p in f.rglob("*") if p.is_file()}
+    for place, noun, writer in [
+        (sweep, "sweep folder", "the sweep"),
+        (finder, "find-lr folder", "the range test"),
+    ]:
+        for option, argv in [
+            ("--out", ["plot-schedule", "--out", str(place / "plots" / "x.png")]),
+            ("--csv", ["plot-schedule", "--csv", str(place / "sweep.yaml")]),
+            ("--png", ["compare", str(sweep), "--png", str(place / "lr_finder.png")]),
+        ]:
+            result = CliRunner().invoke(app, argv)
+            assert result.exit_code == 2, result.stderr
+            where = argv[argv.index(option) + 1]
+            assert result.stderr == (
+                f"error: {option} {where}: inside the {noun} {place.resolve()}, which holds "
+                f"only what {writer} wrote; choose a place outside it\n"
+            )
+        with pytest.raises(UsageError, match=f"^png {place}/c.png: inside the {noun} "):
+            compare([sweep], png=place / "c.png")
+    assert {p: p.read_bytes() for f in (sweep, finder) for p in f.rglob("*") if p.is_file()} == (
+        before
+    )
+    project = workspace / "proj"
+    (project / "runs").mkdir(parents=True)
+    files(project, **{"sweep.yaml": "name: mine\n", "lr_finder.csv": "lr,rate\n1,2\n"})
+    result = CliRunner().invoke(app, ["plot-schedule", "--out", str(project / "s.png")])
+    assert result.exit_code == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("entry", "make", "wrong"),
+    [
+        ("plots", Path.touch, "not a folder; the sweep's plots/ belongs here"),
+        ("logs", Path.touch, "not a folder; the sweep's logs/ belongs here"),
+        ("results.csv", Path.mkdir, "not a file; the sweep's results.csv belongs here"),
+        ("summary.md", Path.mkdir, "not a file; the sweep's summary.md belongs here"),
+        ("runs/lr_max=0.2-seed0/failed.txt", Path.mkdir, "not a file; the run's failed.txt "),
+    ],
+    ids=["plots", "logs", "results.csv", "summary.md", "failed.txt"],
+)
+def test_a_damaged_entry_of_a_sweep_is_refused_before_any_run_trains(
+    entry: str, make: Callable[[Path], None], wrong: str, workspace: Path
+) -> None:
+    """Each folder and file a sweep writes is checked when it starts, under its lock: one line
+    naming it, exit 1 (a damaged file of the tool's own), and the pending run not trained.
+    They were found as they were written, after every pending run had trained, with exit 2 and
+    usage wording, or 'File exists'."""
+    damaged_sweep(entry, make)(workspace, None)
+    result = CliRunner().invoke(app, [*SWEEP_S1, "--out", "sw"])
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.startswith(f"error: sw/s1/{entry}: {wrong}"), result.stderr
+    assert result.stderr.count("\n") == 1
+    assert not (workspace / PENDING).exists()
 
 
 def test_a_folder_with_a_config_and_metrics_of_its_own_is_no_run(
