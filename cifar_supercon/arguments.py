@@ -90,12 +90,20 @@ def optional_flag(value: Any, name: str) -> bool | None:
     return None if value is None else flag(value, name)
 
 
+def integer(value: Any) -> int | None:
+    """`value` as an int where it is a whole number (numpy's integers too; a bool is not one),
+    else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def whole(value: Any, name: str, minimum: int) -> int:
     """A whole number of at least `minimum` (a bool is not one; numpy's integers are)."""
-    try:
-        number = operator.index(value) if not isinstance(value, bool) else None
-    except TypeError:
-        number = None
+    number = integer(value)
     if number is None or number < minimum:
         raise UsageError(f"{name} {shown(value)}: expected a whole number, at least {minimum}")
     return number

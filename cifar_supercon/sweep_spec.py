@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
+from . import arguments, runs
 from . import config as config_lib
-from . import runs
 from .arguments import shown
 from .config import Config
 from .errors import ConfigError, RunFileError, SuperconError, UsageError, describe, first_line
@@ -147,6 +147,18 @@ def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
             raise UsageError(f"{option} {text!r}: more than {MAX_SEEDS:,} seeds")
         seeds.update(range(low, high + 1))
     return sorted(seeds)
+
+
+def seed_of(value: Any, where: str) -> int:
+    """`value` as a seed: a whole number (numpy's too, not a bool), 0 <= seed <= MAX_SEED;
+    `where` names the argument or file in the message."""
+    seed = arguments.integer(value)
+    if seed is None or not 0 <= seed <= config_lib.MAX_SEED:
+        raise UsageError(
+            f"{where}: {shown(value)} is no seed; expected whole numbers, "
+            f"0 <= seed <= {config_lib.MAX_SEED}"
+        )
+    return seed
 
 
 def check_run_count(grid: Mapping[str, Sequence[Any]], seeds: Sequence[int]) -> None:
@@ -365,12 +377,7 @@ def _spec_of(data: Any) -> Spec:
     if not isinstance(seeds, list) or not seeds:
         raise UsageError(f"seeds: expected a list of seeds (one or more), got {shown(seeds)}")
     for seed in seeds:
-        whole = isinstance(seed, int) and not isinstance(seed, bool)
-        if not whole or not 0 <= seed <= config_lib.MAX_SEED:
-            raise UsageError(
-                f"seeds: {shown(seed)} is no seed; expected whole numbers, "
-                f"0 <= seed <= {config_lib.MAX_SEED}"
-            )
+        seed_of(seed, "seeds")
     distinct("seeds", seeds, seeds)
     check_run_count(grid, seeds)
     spec = Spec(config, grid, seeds)

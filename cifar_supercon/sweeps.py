@@ -16,7 +16,6 @@ runs; sweep_spec.py says what a sweep is, sweep_results.py what its folder adds 
 from __future__ import annotations
 
 import itertools
-import operator
 import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
@@ -64,6 +63,7 @@ from .sweep_spec import (
     parse_grid,
     parse_seeds,
     run_name,
+    seed_of,
 )
 
 Log = Callable[[str], None]
@@ -379,19 +379,11 @@ def _seeds(seeds: Any) -> list[int]:
             "text such as '0-4'"
         )
     found: dict[int, None] = {}  # in the order given
+    where = f"seeds {arguments.shown(seeds)}"
     for seed in seeds:
-        try:  # numpy's integers too; True is no seed
-            number = operator.index(seed) if not isinstance(seed, bool) else None
-        except TypeError:
-            number = None
-        if number is None or not 0 <= number <= config_lib.MAX_SEED:
-            raise UsageError(
-                f"seeds {arguments.shown(seeds)}: {seed!r} is no seed; expected whole numbers, "
-                f"0 <= seed <= {config_lib.MAX_SEED}"
-            )
-        found[number] = None
+        found[seed_of(seed, where)] = None
         if len(found) > MAX_SEEDS:
-            raise UsageError(f"seeds {arguments.shown(seeds)}: more than {MAX_SEEDS:,} seeds")
+            raise UsageError(f"{where}: more than {MAX_SEEDS:,} seeds")
     return list(found)
 
 

@@ -20,9 +20,15 @@ def _escaped(character: str) -> str:
     """A character as its Python escape; a byte of a file name that the file system's encoding
     does not decode (Python reads it as a lone surrogate, U+DC80..U+DCFF) as the byte it is,
     `\\xff`, as `ls` and bash's $'...' show it, not as `\\udcff`."""
-    if "\udc80" <= character <= "\udcff":
+    if _is_odd_byte(character):
         return f"\\x{ord(character) - 0xDC00:02x}"
     return character.encode("unicode_escape").decode("ascii")
+
+
+def _is_odd_byte(character: str) -> bool:
+    """A byte of a file name that the file system's encoding does not decode, as Python reads it
+    (a lone surrogate, U+DC80..U+DCFF)."""
+    return "\udc80" <= character <= "\udcff"
 
 
 def not_utf8(text: str) -> str | None:
@@ -33,7 +39,7 @@ def not_utf8(text: str) -> str | None:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
         character = text[e.start]
-        what = "byte" if "\udc80" <= character <= "\udcff" else "character"
+        what = "byte" if _is_odd_byte(character) else "character"
         return f"not UTF-8 text (the {what} {_escaped(character)})"
     return None
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -567,10 +568,23 @@ def test_a_hangup_of_a_devices_sweep_is_one_line(image_folder: Path, tmp_path: P
     config = write_config(image_folder, tmp_path, epochs=5000)
     command = ["--config", str(config), "--seeds", "0-1", "--devices", "cpu,cpu", "--out", "sw"]
     process = run_cli("sweep", *command, cwd=tmp_path, own_group=True)
+    stop_job(
+        process,
+        lambda: len(list(tmp_path.glob("sw/*/logs/*.log"))) == 2,
+        lambda: os.killpg(process.pid, signal.SIGHUP),  # the whole job, as a terminal does
+        timeout=120,
+    )
+
+
+def stop_job(
+    process: subprocess.Popen, ready: Callable[[], bool], stop: Callable[[], None], timeout: float
+) -> None:
+    """Once `ready`, `stop` a sweep whose two runs are under way (in a process group of its
+    own, killed whole should it hang): it says so in one line, exit 130."""
     try:
-        wait_for(lambda: len(list(tmp_path.glob("sw/*/logs/*.log"))) == 2, timeout=180)
-        os.killpg(process.pid, signal.SIGHUP)
-        _, err = process.communicate(timeout=120)
+        wait_for(ready, timeout=180)
+        stop()
+        _, err = process.communicate(timeout=timeout)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
@@ -597,16 +611,8 @@ def test_sigterm_stops_the_runs_of_a_devices_sweep_started_with_sigint_ignored(
         start_new_session=True,  # to clean up the whole job should it hang
     )
     folder = tmp_path / "sw" / "s"
-    try:
-        wait_for(lambda: len(in_progress(folder)) == 2, timeout=180)
-        process.send_signal(signal.SIGTERM)  # the sweep alone, as `kill %1` does
-        _, err = process.communicate(timeout=60)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode == 130, err
-    (line,) = err.strip().splitlines()
-    assert line.startswith("stopped: sweep interrupted with 2 run(s) unfinished"), line
+    # the sweep alone, as `kill %1` does
+    stop_job(process, lambda: len(in_progress(folder)) == 2, process.terminate, timeout=60)
     statuses = [r["status"] for r in read_csv(folder / sweep_results.RESULTS_FILE)]
     assert statuses == ["interrupted", "interrupted"]
 
