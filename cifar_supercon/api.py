@@ -29,7 +29,14 @@ from . import config as config_lib
 from . import schedule as schedule_lib
 from .config import Config, Override
 from .data import load_dataset
-from .errors import STOPPED_BY_SIGNAL, CheckpointError, Interrupted, UsageError, describe
+from .errors import (
+    STOPPED_BY_SIGNAL,
+    CheckpointError,
+    Interrupted,
+    SuperconError,
+    UsageError,
+    describe,
+)
 from .loader import EvalLoader, Normalizer
 from .model import NUM_CLASSES
 from .training import AutoLr, fit, resolve_auto_lr
@@ -203,18 +210,24 @@ def find_lr(
     runs.check_name_lengths(cfg.out, "out")  # before the data loads
     runs.check_outside_runs(cfg.out, "out")
     setup = engine.build(cfg, log)
-    run = None
+    run, kept = None, False
     try:
         with processes.stops_deferred():  # the folder is made and known here, or not at all
             run = runs.create(cfg.out, f"{cfg.name}-find-lr")
         runs.write_config(run, cfg)
-        report = lr_finder.find_in_setup(setup, progress, log)
+        try:
+            report = lr_finder.find_in_setup(setup, progress, log)
+        except lr_finder.NoReading as failure:
+            # The curves are what tells a user why (and what to change): they stay.
+            png = lr_finder.write_curves(failure.curves, cfg, run)["png"]
+            kept = True
+            raise SuperconError(f"{failure}; the curve: {png}") from None
         files = lr_finder.write_outputs(report, cfg, run, tested=run / runs.CONFIG_FILE)
     except BaseException:
         # A range test is not resumable, and one stopped while its results were being written
         # is incomplete: a folder holding its config and part of its results would be litter.
         # The folder is this call's own (runs.create made it, exclusively).
-        if run is not None:
+        if run is not None and not kept:
             shutil.rmtree(run, ignore_errors=True)
         raise
     return FindLrResult(report, run, files)

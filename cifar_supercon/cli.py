@@ -454,7 +454,8 @@ def find_lr(
             overrides.append(_weight_decays(weight_decay))
         result = api.find_lr(config, overrides=overrides, log=_log, progress=progress)
         report = result.report
-        curves = Table(title="LR range test: one sweep per weight decay")
+        several = len(report.curves) > 1
+        curves = Table(title="LR range test" + (": one sweep per weight decay" if several else ""))
         for column in ("weight decay", "lowest loss", "at lr", "stopped"):
             curves.add_column(column)
         for i, curve in enumerate(report.curves):

@@ -14,6 +14,7 @@ import io
 import itertools
 import math
 import shlex
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ import yaml
 
 from . import plots, runs
 from . import suggest as suggest_lib
-from .config import Config
+from .config import Config, FinderConfig
 from .engine import Setup, restored, set_weight_decay
 from .errors import SuperconError
 from .progress import Heartbeat, progress_bar
@@ -86,6 +87,14 @@ def range_test(
 
 
 Choice = tuple[int, Suggestion]  # (index of the weight decay's curve, its suggestion)
+
+
+class NoReading(SuperconError):
+    """No curve gave a reading. The curves travel with the error: they show why."""
+
+    def __init__(self, message: str, curves: list[Curve]) -> None:
+        super().__init__(message)
+        self.curves = curves
 
 
 @dataclass(frozen=True)
@@ -179,6 +188,43 @@ def flat_steps(smoothing: float) -> int:
     return max(suggest_lib.MIN_POINTS, round(1 / (1 - smoothing)))
 
 
+def no_reading(curves: Sequence[Curve], cfg: FinderConfig) -> NoReading:
+    """The error for curves of which none gave a reading, with what to change: how they went
+    decides it."""
+    longest = max(len(c.lrs) for c in curves)
+    # With several weight decays, say that it held for every one of them.
+    decays = ", ".join(f"{c.weight_decay:g}" for c in curves)
+    test = f"LR range test (each of weight decays {decays})" if len(curves) > 1 else "LR range test"
+    if all(c.diverged for c in curves):
+        return NoReading(
+            f"{test}: the loss diverged after {longest} steps without falling first "
+            f"(from finder.start_lr = {cfg.start_lr:g}, stopping at finder.diverge = "
+            f"{cfg.diverge:g} x the best loss); lower finder.start_lr, or raise "
+            "finder.diverge if the loss only wobbled",
+            list(curves),
+        )
+    # A loss that rose by the end of the sweep has seen lrs too high to train: a wider range
+    # cannot help, more steps per decade of lr can (each lr trains longer).
+    wider = "" if any(_rose(c) for c in curves) else "finder.end_lr or "
+    return NoReading(
+        f"{test}: the loss never fell clearly (by more than "
+        f"{suggest_lib.NOISE_MULTIPLE:g} x its step-to-step noise) in {longest} steps from "
+        f"finder.start_lr = {cfg.start_lr:g} to finder.end_lr = {cfg.end_lr:g}; raise "
+        f"{wider}finder.num_iters",
+        list(curves),
+    )
+
+
+def _rose(curve: Curve) -> bool:
+    """Whether the loss ended the sweep above where it began (medians of a few steps each
+    end, so that one noisy step decides nothing)."""
+    finite = [v for v in curve.losses if math.isfinite(v)]
+    if curve.diverged or len(finite) < len(curve.losses):
+        return True
+    span = max(1, len(finite) // 5)
+    return statistics.median(finite[-span:]) > statistics.median(finite[:span])
+
+
 def find_in_setup(setup: Setup, progress: bool = False, log: Log = lambda _: None) -> FinderReport:
     """Range tests under the setup's exact training conditions; leaves the setup untouched."""
     cfg = setup.cfg.finder
@@ -195,32 +241,16 @@ def find_in_setup(setup: Setup, progress: bool = False, log: Log = lambda _: Non
     fallback = type(cfg).model_fields["suggest"].default  # when the chosen method reads nothing
     method = cfg.suggest if choices[cfg.suggest] is not None else fallback
     if choices[method] is None:
-        longest = max(len(c.lrs) for c in curves)
-        # No curve gave a reading (one that did would have been chosen): with several weight
-        # decays, say that it held for every one of them.
-        test = f"LR range test (each of weight decays {', '.join(f'{d:g}' for d in decays)})"
-        test = test if len(decays) > 1 else "LR range test"
-        if all(c.diverged for c in curves):
-            raise SuperconError(
-                f"{test}: the loss diverged after {longest} steps without falling first "
-                f"(from finder.start_lr = {cfg.start_lr:g}, stopping at finder.diverge = "
-                f"{cfg.diverge:g} x the best loss); lower finder.start_lr, or raise "
-                "finder.diverge if the loss only wobbled"
-            )
-        raise SuperconError(
-            f"{test}: the loss never fell clearly (by more than "
-            f"{suggest_lib.NOISE_MULTIPLE:g} x its step-to-step noise) in {longest} steps from "
-            f"finder.start_lr = {cfg.start_lr:g} to finder.end_lr = {cfg.end_lr:g}; raise "
-            "finder.end_lr or finder.num_iters"
-        )
+        raise no_reading(curves, cfg)
     reading = readings[choices[method][0]]  # type: ignore[index]
     if reading is not None and not reading.turned_up:
         # The valley's upper end lies beyond the sweep: readings that use it (middle, bounds,
         # edge) see only its part inside, and come out too low.
         log(
-            f"warning: the loss was still within {cfg.tolerance:g} of its drop of its lowest "
-            f"at finder.end_lr = {cfg.end_lr:g}, so the range test did not see where it turns "
-            "up; raise finder.end_lr"
+            f"warning: at finder.end_lr = {cfg.end_lr:g} the loss had not yet risen from its "
+            f"lowest (by finder.tolerance = {cfg.tolerance:g} of its drop): the range test did "
+            "not see where it turns up, and middle, bounds and edge read lr_max too low; raise "
+            "finder.end_lr"
         )
     return FinderReport(curves, suggestions, choices, method)
 
@@ -231,26 +261,39 @@ def is_finder_folder(folder: Path) -> bool:
     return runs.csv_header(folder / FINDER_CSV)[: len(FINDER_COLUMNS)] == list(FINDER_COLUMNS)
 
 
-def write_outputs(report: FinderReport, cfg: Config, folder: Path, tested: Path) -> dict[str, Path]:
-    """lr_finder.csv, lr_finder.png and suggested.yaml (a fragment `train --config` accepts on
-    top of `tested`, the config file the range test ran with)."""
+def write_curves(
+    curves: Sequence[Curve], cfg: Config, folder: Path, chosen: Choice | None = None
+) -> dict[str, Path]:
+    """lr_finder.csv and lr_finder.png: the curves, and in the plot the `chosen` suggestion's
+    lrs (none: the curves alone, as when they gave no reading)."""
     folder.mkdir(parents=True, exist_ok=True)
     sweeping = cfg.finder.weight_decays is not None
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([*FINDER_COLUMNS] + (["weight_decay"] if sweeping else []))
-    for curve in report.curves:
+    for curve in curves:
         for row in zip(curve.lrs, curve.losses, curve.smoothed, strict=True):
             writer.writerow(
                 [f"{v:.6g}" for v in row] + ([f"{curve.weight_decay:g}"] if sweeping else [])
             )
     paths = {"csv": folder / FINDER_CSV, "png": folder / "lr_finder.png"}
     runs.write_text(paths["csv"], buffer.getvalue())
-    index, choice = report.chosen
+    index, choice = chosen if chosen is not None else (None, None)
     figure = plots.finder_figure(
-        [dataclasses.asdict(c) for c in report.curves], index, dataclasses.asdict(choice)
+        [dataclasses.asdict(c) for c in curves],
+        index,
+        dataclasses.asdict(choice) if choice is not None else None,
     )
     plots.save(figure, paths["png"])
+    return paths
+
+
+def write_outputs(report: FinderReport, cfg: Config, folder: Path, tested: Path) -> dict[str, Path]:
+    """lr_finder.csv, lr_finder.png and suggested.yaml (a fragment `train --config` accepts on
+    top of `tested`, the config file the range test ran with)."""
+    paths = write_curves(report.curves, cfg, folder, report.chosen)
+    choice = report.chosen[1]
+    sweeping = cfg.finder.weight_decays is not None
     fragment: dict[str, Any] = {"schedule": {"lr_max": report.lr_max, "lr_min": report.lr_min}}
     if sweeping:
         fragment["optim"] = {"weight_decay": report.weight_decay}

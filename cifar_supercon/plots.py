@@ -183,12 +183,13 @@ def _annotate(ax: Axes, schedule: Schedule, total_steps: int) -> None:
             ax.axvline(m, color="grey", lw=0.8, ls=":")
 
 
-def finder_figure(curves: Sequence[Mapping], chosen: int, choice: Mapping) -> Figure:
+def finder_figure(curves: Sequence[Mapping], chosen: int | None, choice: Mapping | None) -> Figure:
     """Loss against learning rate (log x): each weight decay's smoothed curve (raw losses faint),
     its minimum marked, and the chosen lr_max and lr_min as labelled vertical lines.
 
     `curves[i]` has lrs, losses, smoothed and weight_decay; `chosen` indexes the curve whose
-    suggestion `choice` (method, lr_max, lr_min, lr_min_from) is used.
+    suggestion `choice` (method, lr_max, lr_min, lr_min_from) is used. Without a choice (no
+    curve gave a reading) the curves are drawn alone, to show why.
     """
     figure, ax = _figure(figsize=(8, 4.8))
     for i, curve in enumerate(curves):
@@ -203,16 +204,16 @@ def finder_figure(curves: Sequence[Mapping], chosen: int, choice: Mapping) -> Fi
         if finite:
             lowest = min(finite, key=lambda j: curve["smoothed"][j])
             ax.plot(curve["lrs"][lowest], curve["smoothed"][lowest], "v", color=line.get_color(),
-                    ms=8, mfc="white", label="minimum" if i == chosen else None)  # fmt: skip
-    method, lr_min_from = choice["method"], choice["lr_min_from"]
-    lines = (
-        ("lr_max", "tab:red", f"{method}"),
-        ("lr_min", "tab:green", f"{method}: {lr_min_from}"),
-    )
-    for key, colour, how in lines:
-        ax.axvline(
-            choice[key], color=colour, ls="--", lw=1.5, label=f"{key} {choice[key]:.3g} ({how})"
+                    ms=8, mfc="white", label="minimum" if i == (chosen or 0) else None)  # fmt: skip
+    if choice is not None:
+        method, lr_min_from = choice["method"], choice["lr_min_from"]
+        lines = (
+            ("lr_max", "tab:red", f"{method}"),
+            ("lr_min", "tab:green", f"{method}: {lr_min_from}"),
         )
+        for key, colour, how in lines:
+            label = f"{key} {choice[key]:.3g} ({how})"
+            ax.axvline(choice[key], color=colour, ls="--", lw=1.5, label=label)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
@@ -220,7 +221,7 @@ def finder_figure(curves: Sequence[Mapping], chosen: int, choice: Mapping) -> Fi
     if finite:  # keep the divergence spike from flattening the interesting part
         low, start = min(finite), max(c["smoothed"][0] for c in curves)
         ax.set_ylim(low - 0.1 * (start - low) - 0.01, start + 0.5 * (start - low) + 0.01)
-    ax.set_title("LR range test")
+    ax.set_title("LR range test" + ("" if choice is not None else ": no reading"))
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return figure

@@ -306,7 +306,64 @@ def test_a_sweep_that_ends_on_the_floor_says_so(image_folder: Path, tmp_path: Pa
     reading = suggest.read(smoothed, 0.1, lr_finder.flat_steps(cfg.finder.smoothing))
     assert reading is not None and not reading.turned_up  # the premise, from the written curve
     warning = (
-        "warning: the loss was still within 0.1 of its drop of its lowest at finder.end_lr = 0.3, "
-        "so the range test did not see where it turns up; raise finder.end_lr"
+        "warning: at finder.end_lr = 0.3 the loss had not yet risen from its lowest (by "
+        "finder.tolerance = 0.1 of its drop): the range test did not see where it turns up, and "
+        "middle, bounds and edge read lr_max too low; raise finder.end_lr"
     )
     assert warning in result.stdout.replace("\n", " ")
+
+
+def test_a_range_test_without_a_reading_keeps_its_curve(image_folder: Path, tmp_path: Path) -> None:
+    # The curve is what shows why no lr was suggested: the find-lr folder keeps it (its config,
+    # lr_finder.csv and the plot; no suggested.yaml), and the error names the plot.
+    config = tmp_path / "tiny.yaml"
+    finder = {"num_iters": 10, "end_lr": 10.0}
+    config.write_text(
+        config_lib.to_yaml(tiny_config(image_folder, tmp_path / "runs", finder=finder))
+    )
+    result = CliRunner().invoke(app, ["find-lr", "--config", str(config), "--no-progress"])
+    assert result.exit_code == 1, result.output
+    (run,) = (tmp_path / "runs").iterdir()
+    assert sorted(p.name for p in run.iterdir()) == [
+        "config.yaml",
+        "lr_finder.csv",
+        "lr_finder.png",
+    ]
+    rows = (run / "lr_finder.csv").read_text().splitlines()
+    assert rows[0] == "lr,loss,smoothed_loss" and len(rows) == 11
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: LR range test: the loss never fell clearly"), line
+    assert line.endswith(f"; the curve: {run / 'lr_finder.png'}")
+
+
+def _curve(
+    losses: list[float], diverged: bool = False, weight_decay: float = 5e-4
+) -> lr_finder.Curve:
+    lrs = lr_finder.sweep(1e-4, 10.0, len(losses), "exp")
+    return lr_finder.Curve(lrs, losses, losses, diverged, weight_decay)
+
+
+def test_what_a_range_test_without_a_reading_says_to_raise() -> None:
+    finder = config_lib.Config().finder
+    flat = _curve([2.30, 2.31, 2.29, 2.30, 2.31, 2.30, 2.29, 2.31, 2.30, 2.30])
+    rose = _curve([2.30, 2.31, 2.29, 2.30, 2.31, 2.30, 2.45, 2.60, 2.70, 2.80], weight_decay=0.0)
+    blew_up = _curve([2.30, 2.31, 2.29, 2.30, math.nan])
+    diverged = _curve([2.30, 2.31, 2.29, 9.50], diverged=True)
+    # still flat at end_lr: the range may end too low
+    message = str(lr_finder.no_reading([flat], finder))
+    assert message.startswith("LR range test: the loss never fell clearly (by more than 3 x ")
+    assert message.endswith("in 10 steps from finder.start_lr = 0.0001 to finder.end_lr = 10; "
+                            "raise finder.end_lr or finder.num_iters")  # fmt: skip
+    # it rose (or blew up) before falling clearly: a wider range cannot help, more steps can
+    for curves in ([rose], [blew_up], [flat, rose]):
+        assert str(lr_finder.no_reading(curves, finder)).endswith("; raise finder.num_iters")
+    assert str(lr_finder.no_reading([flat, rose], finder)).startswith(
+        "LR range test (each of weight decays 0.0005, 0): "
+    )
+    # every curve diverged: start lower
+    assert str(lr_finder.no_reading([diverged], finder)) == (
+        "LR range test: the loss diverged after 4 steps without falling first (from "
+        "finder.start_lr = 0.0001, stopping at finder.diverge = 4 x the best loss); lower "
+        "finder.start_lr, or raise finder.diverge if the loss only wobbled"
+    )
+    assert lr_finder.no_reading([diverged], finder).curves == [diverged]
