@@ -70,7 +70,8 @@ def device_name(device: torch.device) -> str:
     """What ran it, for logs and summaries: the GPU's name, or the CPU's and its threads."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu: {cpu_model()}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"cpu: {cpu_model()}, {threads} thread{'' if threads == 1 else 's'}"
 
 
 def resolve_device(name: str) -> torch.device:

@@ -111,6 +111,7 @@ def main() -> None:
             )
     table = _summary_table(done)
     print(table)
+    engine.set_cpu_threads(base.train.cpu_threads)  # the runs' threads, for the hardware line
     commands = args.results / "commands.txt"  # every invocation that added rows, in order
     with open(commands, "a") as f:
         f.write(f"python {' '.join(sys.argv)}\n")
